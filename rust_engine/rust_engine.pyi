@@ -1,0 +1,104 @@
+"""Streaming audio analysis for daw-bridge: pitch (YIN), onsets (spectral flux),
+dynamics and note segmentation, implemented in Rust.
+
+Every analysis runs hop by hop on an internal buffer, so the events do not
+depend on how the audio is split into blocks.
+"""
+
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Analyzer", "EngineConfig", "Event", "marking_for_db"]
+
+EventKind = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
+
+class EngineConfig:
+    """The engine's settings, validated as a whole.
+
+    ``values`` is a nested mapping in the layout of the TOML ``[engine]`` table,
+    e.g. ``{"hop": 128, "pitch": {"fmin_hz": 60.0}}``; missing keys keep their
+    defaults. Raises ``ValueError`` naming the key (``"pitch.fmin_hz: must be
+    >= 20 Hz"``, ``"unknown key 'pitch.foo'"``) for a bad or unknown setting.
+    """
+
+    def __init__(self, values: dict[str, Any] | None = None) -> None: ...
+    @staticmethod
+    def defaults() -> dict[str, Any]:
+        """The default settings as a nested dict."""
+    def to_dict(self) -> dict[str, Any]:
+        """These settings as a nested dict (round-trips through ``EngineConfig``)."""
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def hop(self) -> int: ...
+
+class Event:
+    """One analysis result.
+
+    ``sample`` is the stream position of the audio the event describes (a
+    note-on sits at its onset); ``emit_sample`` is the position at which the
+    engine knew it, i.e. the frame where a live bridge sends it. Fields that do
+    not belong to ``kind`` are 0 / False / "".
+    """
+
+    kind: EventKind
+    sample: int
+    emit_sample: int
+    t: float
+    """``sample`` in seconds."""
+    hz: float
+    midi: float
+    confidence: float
+    voiced: bool
+    strength: float
+    rms: float
+    peak: float
+    db: float
+    """RMS level of the hop in dBFS (floored at -120)."""
+    envelope_db: float
+    velocity: int
+    marking: str
+    """Dynamic marking of the smoothed envelope, "ppp" ... "fff"."""
+    note: int
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-lines form documented in the README's event schema."""
+
+class Analyzer:
+    """A streaming analyser for one mono channel.
+
+    Allocates everything in its constructor; ``process`` allocates nothing in
+    Rust and releases the GIL while it computes.
+    """
+
+    def __init__(self, config: EngineConfig | None = None) -> None: ...
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def hop(self) -> int: ...
+    @property
+    def position(self) -> int:
+        """Samples consumed so far."""
+    @property
+    def latency_samples(self) -> int:
+        """Delay of the pitch stream: how far ``sample`` trails ``emit_sample``."""
+    def process(self, block: npt.NDArray[np.float32]) -> list[Event]:
+        """Analyses the next block (1-D, C-contiguous float32, any length).
+
+        NaN and Inf samples are treated as silence. Raises ``TypeError`` for a
+        wrong dtype and ``ValueError`` for a non-contiguous or 2-D array.
+        """
+    def flush(self) -> list[Event]:
+        """Ends the stream: analyses the buffered tail and closes any open note."""
+    def all_notes_off(self) -> list[Event]:
+        """Closes the open note, if any, at the current position."""
+    def reset(self) -> None:
+        """Forgets all state (open notes are dropped: call ``all_notes_off`` first)."""
+    def set_param(self, key: str, value: float) -> None:
+        """Changes one live-tunable setting: ``onset.delta``, ``notes.silence_db``
+        or ``notes.min_confidence``. Raises ``ValueError`` for another key or a
+        value out of range."""
+
+def marking_for_db(db: float) -> str:
+    """The dynamic marking ("ppp" ... "fff") the engine gives an envelope level in dBFS."""

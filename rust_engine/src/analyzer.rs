@@ -1,0 +1,257 @@
+//! The streaming analyser: cuts any block split into fixed hops and runs
+//! dynamics, onsets, pitch and notes on each, so results never depend on the
+//! block size.
+
+use crate::config::{EngineConfig, MAX_BLOCK};
+use crate::dynamics::{Dynamics, FLOOR_DB};
+use crate::error::{ConfigError, ProcessError};
+use crate::event::{Event, EventData};
+use crate::notes::{HopInfo, NoteTracker};
+use crate::onset::SpectralFlux;
+use crate::pitch::{hz_to_midi, Yin};
+
+/// Largest magnitude a sample may have; beyond it (and for NaN / Inf) the
+/// input is clamped so every sum stays finite.
+const MAX_SAMPLE: f32 = 1000.0;
+
+/// Most events one hop can produce: onset, pitch, dynamics, note-off, note-on.
+pub const MAX_EVENTS_PER_HOP: usize = 5;
+
+/// Everything for one mono channel; allocates only in `new`.
+pub struct Analyzer {
+    cfg: EngineConfig,
+    yin: Yin,
+    flux: SpectralFlux,
+    dynamics: Dynamics,
+    notes: NoteTracker,
+    /// The most recent samples, oldest first; long enough for both frames.
+    history: Vec<f32>,
+    /// Samples of the hop being filled.
+    pending: Vec<f32>,
+    filled: usize,
+    /// Samples consumed (whole hops plus `filled`).
+    position: u64,
+    /// Start of the current segment: the pitch frame never reaches before it.
+    segment_start: u64,
+    /// Position of the last sound-after-silence, to place the onset that follows it.
+    last_gate_open: Option<u64>,
+    gate_was_open: bool,
+    silence_db: f32,
+    gate_amplitude: f32,
+    min_confidence: f32,
+}
+
+impl Analyzer {
+    /// Validates `cfg`, plans every FFT and allocates every buffer.
+    pub fn new(cfg: EngineConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let history = vec![0.0; cfg.pitch_window().max(cfg.onset.window)];
+        Ok(Self {
+            yin: Yin::new(&cfg),
+            flux: SpectralFlux::new(&cfg),
+            dynamics: Dynamics::new(&cfg),
+            notes: NoteTracker::new(&cfg),
+            history,
+            pending: vec![0.0; cfg.hop],
+            filled: 0,
+            position: 0,
+            segment_start: 0,
+            last_gate_open: None,
+            gate_was_open: false,
+            silence_db: cfg.notes.silence_db,
+            gate_amplitude: 10f32.powf(cfg.notes.silence_db / 20.0),
+            min_confidence: cfg.notes.min_confidence,
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Samples consumed so far.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// How far a steady pitch event's `sample` trails its `emit_sample`.
+    pub fn latency_samples(&self) -> usize {
+        self.yin.max_frame() / 2
+    }
+
+    /// Capacity `out` needs so that `process` never reallocates it.
+    pub fn max_events(&self, block_len: usize) -> usize {
+        (block_len / self.cfg.hop + 1) * MAX_EVENTS_PER_HOP
+    }
+
+    /// The sounding note, if any.
+    pub fn active_note(&self) -> Option<u8> {
+        self.notes.active_note()
+    }
+
+    /// Live-tunable: threshold offset of the onset detector.
+    pub fn set_onset_delta(&mut self, delta: f32) {
+        self.flux.set_delta(delta);
+    }
+
+    /// Live-tunable: the silence gate in dBFS.
+    pub fn set_silence_db(&mut self, db: f32) {
+        self.silence_db = db;
+        self.gate_amplitude = 10f32.powf(db / 20.0);
+    }
+
+    /// Live-tunable: pitch confidence needed for a note.
+    pub fn set_min_confidence(&mut self, confidence: f32) {
+        self.min_confidence = confidence;
+    }
+
+    /// Analyses `block` (at most `MAX_BLOCK` samples), appending events to `out`
+    /// in emission order. With `out` reserved to `max_events(block.len())`
+    /// this allocates nothing.
+    pub fn process(&mut self, block: &[f32], out: &mut Vec<Event>) -> Result<(), ProcessError> {
+        if block.len() > MAX_BLOCK {
+            return Err(ProcessError::BlockTooLong { max: MAX_BLOCK, actual: block.len() });
+        }
+        let hop = self.cfg.hop;
+        let mut rest = block;
+        while !rest.is_empty() {
+            let take = (hop - self.filled).min(rest.len());
+            for (dst, &src) in self.pending[self.filled..self.filled + take].iter_mut().zip(&rest[..take]) {
+                *dst = sanitize(src);
+            }
+            self.filled += take;
+            self.position += take as u64;
+            rest = &rest[take..];
+            if self.filled == hop {
+                self.filled = 0;
+                self.run_hop(out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: pads the partial hop with silence, analyses it and
+    /// closes the open note at the end of the real audio.
+    pub fn flush(&mut self, out: &mut Vec<Event>) {
+        let end = self.position;
+        if self.filled > 0 {
+            self.pending[self.filled..].fill(0.0);
+            self.position += (self.cfg.hop - self.filled) as u64;
+            self.filled = 0;
+            self.run_hop(out);
+        }
+        self.notes.close(end.min(self.position), out);
+    }
+
+    /// Closes the open note now, e.g. when output stops.
+    pub fn all_notes_off(&mut self, out: &mut Vec<Event>) {
+        self.notes.close(self.position, out);
+    }
+
+    /// Back to the state after `new`; an open note is dropped without note-off.
+    pub fn reset(&mut self) {
+        self.flux.reset();
+        self.dynamics.reset();
+        self.notes.reset();
+        self.history.fill(0.0);
+        self.filled = 0;
+        self.position = 0;
+        self.segment_start = 0;
+        self.last_gate_open = None;
+        self.gate_was_open = false;
+    }
+
+    fn run_hop(&mut self, out: &mut Vec<Event>) {
+        let hop = self.cfg.hop;
+        let end = self.position - self.filled as u64;
+        let start = end - hop as u64;
+        self.history.copy_within(hop.., 0);
+        let len = self.history.len();
+        self.history[len - hop..].copy_from_slice(&self.pending);
+
+        let levels = self.dynamics.process(&self.pending);
+        let gate_open = levels.db > self.silence_db;
+
+        // A new segment starts where sound follows silence (placed at the first
+        // sample over the gate) or at a spectral-flux onset.
+        let mut segment = None;
+        if gate_open && !self.gate_was_open {
+            let first = self.pending.iter().position(|v| v.abs() >= self.gate_amplitude).unwrap_or(0);
+            let at = start + first as u64;
+            self.last_gate_open = Some(at);
+            segment = Some(at);
+        }
+        self.gate_was_open = gate_open;
+        let onset_frame = &self.history[len - self.flux.window()..];
+        if let Some(strength) = self.flux.process(onset_frame, gate_open) {
+            // The attack entered the frame within its last hops; when it
+            // followed silence the gate knows the exact sample.
+            let recent = end.saturating_sub(self.flux.window() as u64);
+            let at = match self.last_gate_open {
+                Some(g) if g >= recent => g,
+                _ => end.saturating_sub(2 * hop as u64),
+            };
+            out.push(Event { sample: at, emit_sample: end, data: EventData::Onset { strength } });
+            segment = segment.or(Some(at)).map(|s| s.max(at));
+        }
+        // A flux onset confirming the gate's segment is not a new one.
+        let segment = segment.filter(|&s| s != self.segment_start);
+        if let Some(s) = segment {
+            self.segment_start = s;
+        }
+
+        // Pitch on the audio since the segment start, up to the full window.
+        let frame_len = ((end - self.segment_start) as usize).min(self.yin.max_frame());
+        let estimate = if gate_open {
+            self.yin.estimate(&self.history[len - frame_len..])
+        } else {
+            crate::pitch::PitchEstimate::NONE
+        };
+        let voiced = estimate.voiced && estimate.confidence >= self.min_confidence && gate_open;
+        let midi = if voiced { hz_to_midi(estimate.hz) } else { 0.0 };
+        let pitch_sample = end - (frame_len / 2) as u64;
+        out.push(Event {
+            sample: pitch_sample,
+            emit_sample: end,
+            data: EventData::Pitch {
+                hz: if voiced { estimate.hz } else { 0.0 },
+                midi,
+                confidence: estimate.confidence,
+                voiced,
+            },
+        });
+        out.push(Event {
+            sample: start,
+            emit_sample: end,
+            data: EventData::Dynamics {
+                rms: levels.rms,
+                peak: levels.peak,
+                db: levels.db,
+                envelope_db: levels.envelope_db,
+                velocity: levels.velocity,
+                marking: levels.marking,
+            },
+        });
+
+        let info = HopInfo {
+            end,
+            start,
+            pitch_sample,
+            voiced,
+            midi,
+            db: if gate_open { levels.db } else { FLOOR_DB },
+            segment,
+        };
+        self.notes.process(&info, &self.dynamics, out);
+    }
+}
+
+/// Silence for NaN and Inf, zero for denormals, a clamp for absurd values.
+#[inline]
+fn sanitize(v: f32) -> f32 {
+    if !v.is_finite() || v.abs() < 1e-30 {
+        0.0
+    } else {
+        v.clamp(-MAX_SAMPLE, MAX_SAMPLE)
+    }
+}

@@ -1,0 +1,334 @@
+//! One configuration object for the whole engine, shared with Python.
+//!
+//! Every field carries its unit in its name. `validate` is the single place
+//! that rejects a bad setting, so the analysers can assume a sane config.
+
+use crate::error::ConfigError;
+
+/// Pitch tracking (YIN) settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PitchConfig {
+    /// Lowest fundamental searched for, in Hz. Sets the longest lag, hence the window.
+    pub fmin_hz: f32,
+    /// Highest fundamental searched for, in Hz. Sets the shortest lag.
+    pub fmax_hz: f32,
+    /// YIN absolute threshold on the cumulative-mean-normalised difference (step 4).
+    pub yin_threshold: f32,
+    /// Analysis buffer in samples (integration window + longest lag).
+    /// 0 derives it from `fmin_hz`: two periods of the lowest pitch.
+    pub window: usize,
+}
+
+/// Onset detection (spectral flux) settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnsetConfig {
+    /// FFT frame length in samples.
+    pub window: usize,
+    /// Log compression factor: magnitudes become ln(1 + compression * |X|).
+    pub compression: f32,
+    /// Added to the moving median of the flux to form the adaptive threshold.
+    pub delta: f32,
+    /// Length of the moving-median history, in milliseconds.
+    pub median_ms: f32,
+    /// Minimum interval between two onsets, in milliseconds.
+    pub min_ioi_ms: f32,
+}
+
+/// Dynamics (level and velocity) settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicsConfig {
+    /// Level mapped to velocity 1, in dBFS (RMS).
+    pub velocity_floor_db: f32,
+    /// Level mapped to velocity 127, in dBFS (RMS).
+    pub velocity_ceil_db: f32,
+    /// Exponent of the dB-to-velocity curve: 1 is linear in dB, < 1 lifts soft notes.
+    pub velocity_curve: f32,
+    /// Release time constant of the smoothed envelope, in milliseconds.
+    pub envelope_release_ms: f32,
+}
+
+/// Note segmentation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoteConfig {
+    /// Below this hop RMS (dBFS) the input counts as silence: no onset, no note.
+    pub silence_db: f32,
+    /// Pitch confidence (1 - YIN aperiodicity) needed to start or hold a note.
+    pub min_confidence: f32,
+    /// How far past the half-semitone boundary (cents) the pitch must move to change note.
+    pub hysteresis_cents: f32,
+    /// How long a new pitch must persist before the note changes, in milliseconds.
+    pub change_ms: f32,
+    /// Shortest note emitted, in milliseconds; also the shortest gap before re-articulation.
+    pub min_note_ms: f32,
+    /// How long silence or low confidence must last before a note is released, in milliseconds.
+    pub release_ms: f32,
+}
+
+/// The whole engine's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub sample_rate: u32,
+    /// Analysis hop in samples: one pitch and one dynamics event per hop.
+    pub hop: usize,
+    pub pitch: PitchConfig,
+    pub onset: OnsetConfig,
+    pub dynamics: DynamicsConfig,
+    pub notes: NoteConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            sample_rate: 48_000,
+            hop: 128,
+            pitch: PitchConfig { fmin_hz: 40.0, fmax_hz: 2000.0, yin_threshold: 0.15, window: 0 },
+            onset: OnsetConfig {
+                window: 1024,
+                compression: 10.0,
+                delta: 0.03,
+                median_ms: 60.0,
+                min_ioi_ms: 40.0,
+            },
+            dynamics: DynamicsConfig {
+                velocity_floor_db: -54.0,
+                velocity_ceil_db: -6.0,
+                velocity_curve: 1.0,
+                envelope_release_ms: 150.0,
+            },
+            notes: NoteConfig {
+                silence_db: -50.0,
+                min_confidence: 0.8,
+                hysteresis_cents: 30.0,
+                change_ms: 25.0,
+                min_note_ms: 40.0,
+                release_ms: 20.0,
+            },
+        }
+    }
+}
+
+/// Largest block `process` accepts at once; longer input is split by the caller
+/// (the Python binding does it) so the event buffer can be sized up front.
+pub const MAX_BLOCK: usize = 8192;
+
+impl EngineConfig {
+    /// Samples per millisecond, for converting the `_ms` settings.
+    pub fn samples_per_ms(&self) -> f32 {
+        self.sample_rate as f32 / 1000.0
+    }
+
+    /// Converts a duration in milliseconds to a whole number of hops (at least 1).
+    pub fn ms_to_hops(&self, ms: f32) -> usize {
+        ((ms * self.samples_per_ms() / self.hop as f32).round() as usize).max(1)
+    }
+
+    /// The pitch analysis buffer length actually used.
+    pub fn pitch_window(&self) -> usize {
+        if self.pitch.window > 0 {
+            self.pitch.window
+        } else {
+            2 * (self.sample_rate as f32 / self.pitch.fmin_hz).ceil() as usize
+        }
+    }
+
+    /// Rejects every setting the analysers could not work with, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, key: &'static str, reason: &'static str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError { key, reason })
+            }
+        }
+        let sr = self.sample_rate as f32;
+        check((8_000..=384_000).contains(&self.sample_rate), "sample_rate", "must be 8000..384000 Hz")?;
+        check((16..=4096).contains(&self.hop), "hop", "must be 16..4096 samples")?;
+        let p = &self.pitch;
+        check(p.fmin_hz.is_finite() && p.fmin_hz >= 20.0, "pitch.fmin_hz", "must be >= 20 Hz")?;
+        check(
+            p.fmax_hz.is_finite() && p.fmax_hz > p.fmin_hz && p.fmax_hz <= sr / 4.0,
+            "pitch.fmax_hz",
+            "must be above fmin_hz and at most a quarter of the sample rate",
+        )?;
+        check(p.yin_threshold > 0.0 && p.yin_threshold < 1.0, "pitch.yin_threshold", "must be in (0, 1)")?;
+        let w = self.pitch_window();
+        check(
+            (64..=16_384).contains(&w) && w >= self.hop,
+            "pitch.window",
+            "must be 64..16384 samples and at least the hop",
+        )?;
+        check(
+            (w / 2) as f32 >= sr / p.fmax_hz * 2.0,
+            "pitch.window",
+            "too short for fmax_hz: half the window must hold two periods",
+        )?;
+        let o = &self.onset;
+        check(
+            o.window.is_power_of_two() && (128..=8192).contains(&o.window) && o.window >= self.hop,
+            "onset.window",
+            "must be a power of two in 128..8192 and at least the hop",
+        )?;
+        check(o.compression.is_finite() && o.compression > 0.0, "onset.compression", "must be > 0")?;
+        check(o.delta.is_finite() && o.delta >= 0.0, "onset.delta", "must be >= 0")?;
+        check(o.median_ms.is_finite() && (0.0..=2000.0).contains(&o.median_ms), "onset.median_ms", "must be 0..2000 ms")?;
+        check(o.min_ioi_ms.is_finite() && (0.0..=2000.0).contains(&o.min_ioi_ms), "onset.min_ioi_ms", "must be 0..2000 ms")?;
+        let d = &self.dynamics;
+        check(
+            d.velocity_floor_db.is_finite() && d.velocity_floor_db >= -120.0,
+            "dynamics.velocity_floor_db",
+            "must be >= -120 dB",
+        )?;
+        check(
+            d.velocity_ceil_db.is_finite() && d.velocity_ceil_db > d.velocity_floor_db && d.velocity_ceil_db <= 0.0,
+            "dynamics.velocity_ceil_db",
+            "must be above velocity_floor_db and <= 0 dB",
+        )?;
+        check(
+            d.velocity_curve.is_finite() && (0.1..=10.0).contains(&d.velocity_curve),
+            "dynamics.velocity_curve",
+            "must be 0.1..10",
+        )?;
+        check(
+            d.envelope_release_ms.is_finite() && (1.0..=10_000.0).contains(&d.envelope_release_ms),
+            "dynamics.envelope_release_ms",
+            "must be 1..10000 ms",
+        )?;
+        let n = &self.notes;
+        check(n.silence_db.is_finite() && (-120.0..=0.0).contains(&n.silence_db), "notes.silence_db", "must be -120..0 dB")?;
+        check((0.0..=1.0).contains(&n.min_confidence), "notes.min_confidence", "must be 0..1")?;
+        check(
+            n.hysteresis_cents.is_finite() && (0.0..=49.0).contains(&n.hysteresis_cents),
+            "notes.hysteresis_cents",
+            "must be 0..49 cents",
+        )?;
+        for (v, key) in [
+            (n.change_ms, "notes.change_ms"),
+            (n.min_note_ms, "notes.min_note_ms"),
+            (n.release_ms, "notes.release_ms"),
+        ] {
+            check(v.is_finite() && (0.0..=2000.0).contains(&v), key, "must be 0..2000 ms")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a setting is read and written through its dotted name.
+struct Field {
+    key: &'static str,
+    whole: bool,
+    get: fn(&EngineConfig) -> f64,
+    set: fn(&mut EngineConfig, f64),
+}
+
+macro_rules! fields {
+    ($( $key:literal, $whole:literal, $($path:ident).+ as $ty:ty; )*) => {
+        [$( Field {
+            key: $key,
+            whole: $whole,
+            get: |c| c.$($path).+ as f64,
+            set: |c, v| c.$($path).+ = v as $ty,
+        }, )*]
+    };
+}
+
+/// The single table of settings: the TOML file, the Python dict and the
+/// generated defaults all go through it, in this order.
+const FIELDS: [Field; 21] = fields! {
+    "sample_rate", true, sample_rate as u32;
+    "hop", true, hop as usize;
+    "pitch.fmin_hz", false, pitch.fmin_hz as f32;
+    "pitch.fmax_hz", false, pitch.fmax_hz as f32;
+    "pitch.yin_threshold", false, pitch.yin_threshold as f32;
+    "pitch.window", true, pitch.window as usize;
+    "onset.window", true, onset.window as usize;
+    "onset.compression", false, onset.compression as f32;
+    "onset.delta", false, onset.delta as f32;
+    "onset.median_ms", false, onset.median_ms as f32;
+    "onset.min_ioi_ms", false, onset.min_ioi_ms as f32;
+    "dynamics.velocity_floor_db", false, dynamics.velocity_floor_db as f32;
+    "dynamics.velocity_ceil_db", false, dynamics.velocity_ceil_db as f32;
+    "dynamics.velocity_curve", false, dynamics.velocity_curve as f32;
+    "dynamics.envelope_release_ms", false, dynamics.envelope_release_ms as f32;
+    "notes.silence_db", false, notes.silence_db as f32;
+    "notes.min_confidence", false, notes.min_confidence as f32;
+    "notes.hysteresis_cents", false, notes.hysteresis_cents as f32;
+    "notes.change_ms", false, notes.change_ms as f32;
+    "notes.min_note_ms", false, notes.min_note_ms as f32;
+    "notes.release_ms", false, notes.release_ms as f32;
+};
+
+/// Result of setting a value by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetError {
+    UnknownKey,
+    Invalid(ConfigError),
+}
+
+impl EngineConfig {
+    /// Every setting's dotted name, in file order.
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        FIELDS.iter().map(|f| f.key)
+    }
+
+    /// A setting by its dotted name (`"pitch.fmin_hz"`).
+    pub fn get(&self, key: &str) -> Option<f64> {
+        FIELDS.iter().find(|f| f.key == key).map(|f| (f.get)(self))
+    }
+
+    /// Whether a setting takes whole numbers only.
+    pub fn is_whole(key: &str) -> bool {
+        FIELDS.iter().any(|f| f.key == key && f.whole)
+    }
+
+    /// Sets one value by name; range checks are left to `validate`, but the
+    /// type (whole, finite, non-negative for counts) is checked here.
+    pub fn set(&mut self, key: &str, value: f64) -> Result<(), SetError> {
+        let field = FIELDS.iter().find(|f| f.key == key).ok_or(SetError::UnknownKey)?;
+        if !value.is_finite() {
+            return Err(SetError::Invalid(ConfigError { key: field.key, reason: "must be a finite number" }));
+        }
+        if field.whole && (value.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&value)) {
+            return Err(SetError::Invalid(ConfigError { key: field.key, reason: "must be a whole number >= 0" }));
+        }
+        (field.set)(self, value);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        EngineConfig::default().validate().unwrap();
+        assert_eq!(EngineConfig::default().pitch_window(), 2400);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = EngineConfig::default();
+        c.pitch.fmax_hz = 10.0;
+        assert_eq!(c.validate().unwrap_err().key, "pitch.fmax_hz");
+        let mut c = EngineConfig::default();
+        c.onset.window = 1000;
+        assert_eq!(c.validate().unwrap_err().key, "onset.window");
+        let mut c = EngineConfig::default();
+        c.notes.min_confidence = f32::NAN;
+        assert_eq!(c.validate().unwrap_err().key, "notes.min_confidence");
+    }
+
+    #[test]
+    fn every_key_round_trips_by_name() {
+        let defaults = EngineConfig::default();
+        let mut c = EngineConfig::default();
+        for key in EngineConfig::keys() {
+            let v = defaults.get(key).unwrap();
+            c.set(key, v).unwrap();
+            assert_eq!(c.get(key), Some(v), "{key}");
+        }
+        assert_eq!(c, defaults);
+        assert_eq!(c.set("pitch.nope", 1.0), Err(SetError::UnknownKey));
+        assert!(matches!(c.set("hop", 1.5), Err(SetError::Invalid(_))));
+    }
+}

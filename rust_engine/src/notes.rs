@@ -1,0 +1,197 @@
+//! Note segmentation: turns per-hop pitch, onsets and levels into note-on /
+//! note-off pairs.
+//!
+//! A note starts when two consecutive hops agree on a voiced pitch, and is
+//! placed at the onset (or the end of silence) that began its segment. It ends
+//! on an onset (re-articulation, also of the same pitch), on a pitch change
+//! that lasts `change_ms` and passes the hysteresis, or after `release_ms` of
+//! silence or low confidence. No note is shorter than `min_note_ms`.
+
+use crate::config::EngineConfig;
+use crate::dynamics::Dynamics;
+use crate::event::{Event, EventData};
+
+/// What the note tracker needs to know about one hop.
+#[derive(Debug, Clone, Copy)]
+pub struct HopInfo {
+    /// Stream position just past the hop.
+    pub end: u64,
+    /// First sample of the hop.
+    pub start: u64,
+    /// Position the pitch estimate describes (middle of its frame).
+    pub pitch_sample: u64,
+    /// Voiced, confident and above the silence gate.
+    pub voiced: bool,
+    pub midi: f32,
+    /// Hop RMS level in dBFS.
+    pub db: f32,
+    /// Start of a new segment (onset, or sound after silence) found in this hop.
+    pub segment: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Active {
+    note: u8,
+    on: u64,
+}
+
+/// A pitch seen on consecutive hops, not yet confirmed.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    midi: f32,
+    hops: usize,
+    first: u64,
+}
+
+/// Hops of agreeing pitch needed before a note starts: one estimate could be a transient.
+const CONFIRM_HOPS: usize = 2;
+
+pub struct NoteTracker {
+    hysteresis: f32,
+    change_hops: usize,
+    release_hops: usize,
+    min_note: u64,
+    /// How far a segment start may precede the first voiced frame and still place the note.
+    max_segment_lead: u64,
+    active: Option<Active>,
+    candidate: Option<Candidate>,
+    change: Option<Candidate>,
+    unvoiced_hops: usize,
+    first_unvoiced: u64,
+    segment: Option<u64>,
+    segment_peak_db: f32,
+    last_off: u64,
+}
+
+impl NoteTracker {
+    pub fn new(cfg: &EngineConfig) -> Self {
+        let n = &cfg.notes;
+        Self {
+            hysteresis: n.hysteresis_cents / 100.0,
+            change_hops: cfg.ms_to_hops(n.change_ms),
+            release_hops: cfg.ms_to_hops(n.release_ms),
+            min_note: (n.min_note_ms * cfg.samples_per_ms()) as u64,
+            max_segment_lead: cfg.pitch_window() as u64,
+            active: None,
+            candidate: None,
+            change: None,
+            unvoiced_hops: 0,
+            first_unvoiced: 0,
+            segment: None,
+            segment_peak_db: f32::MIN,
+            last_off: 0,
+        }
+    }
+
+    /// The sounding note, if any.
+    pub fn active_note(&self) -> Option<u8> {
+        self.active.map(|a| a.note)
+    }
+
+    /// Forgets everything, dropping an open note without a note-off.
+    pub fn reset(&mut self) {
+        self.active = None;
+        self.candidate = None;
+        self.change = None;
+        self.unvoiced_hops = 0;
+        self.segment = None;
+        self.segment_peak_db = f32::MIN;
+        self.last_off = 0;
+    }
+
+    fn note_off(&mut self, at: u64, emit: u64, out: &mut Vec<Event>) {
+        if let Some(a) = self.active.take() {
+            let at = at.clamp(a.on, emit);
+            out.push(Event { sample: at, emit_sample: emit, data: EventData::NoteOff { note: a.note } });
+            self.last_off = at;
+        }
+        self.change = None;
+    }
+
+    fn note_on(&mut self, midi: f32, at: u64, velocity: u8, emit: u64, out: &mut Vec<Event>) {
+        let note = midi.round().clamp(0.0, 127.0) as u8;
+        let at = at.clamp(self.last_off, emit);
+        out.push(Event { sample: at, emit_sample: emit, data: EventData::NoteOn { note, velocity } });
+        self.active = Some(Active { note, on: at });
+        self.candidate = None;
+        self.change = None;
+        self.unvoiced_hops = 0;
+        self.segment = None;
+    }
+
+    /// Closes the open note at `at` (end of stream, stop, or a lost server).
+    pub fn close(&mut self, at: u64, out: &mut Vec<Event>) {
+        self.note_off(at, at, out);
+        self.candidate = None;
+    }
+
+    /// Advances one hop, appending any note events to `out`.
+    pub fn process(&mut self, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
+        if let Some(start) = hop.segment {
+            let old_enough = self.active.is_none_or(|a| hop.end - a.on >= self.min_note);
+            if old_enough {
+                self.note_off(start, hop.end, out);
+                self.segment = Some(start);
+                self.segment_peak_db = hop.db;
+                self.candidate = None;
+            }
+        }
+        self.segment_peak_db = self.segment_peak_db.max(hop.db);
+
+        match self.active {
+            Some(active) => self.hold(active, hop, dynamics, out),
+            None => self.start(hop, dynamics, out),
+        }
+    }
+
+    fn start(&mut self, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
+        if !hop.voiced {
+            self.candidate = None;
+            return;
+        }
+        let candidate = match self.candidate {
+            Some(c) if (hop.midi - c.midi).abs() < 0.5 => Candidate { midi: hop.midi, hops: c.hops + 1, ..c },
+            _ => Candidate { midi: hop.midi, hops: 1, first: hop.pitch_sample },
+        };
+        self.candidate = Some(candidate);
+        if candidate.hops < CONFIRM_HOPS {
+            return;
+        }
+        let at = match self.segment {
+            Some(s) if candidate.first.saturating_sub(s) <= self.max_segment_lead => s,
+            _ => candidate.first,
+        };
+        let velocity = dynamics.velocity_for_db(self.segment_peak_db);
+        self.note_on(candidate.midi, at, velocity, hop.end, out);
+    }
+
+    fn hold(&mut self, active: Active, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
+        let old_enough = hop.end - active.on >= self.min_note;
+        if !hop.voiced {
+            if self.unvoiced_hops == 0 {
+                self.first_unvoiced = hop.start;
+            }
+            self.unvoiced_hops += 1;
+            self.change = None;
+            if self.unvoiced_hops >= self.release_hops && old_enough {
+                self.note_off(self.first_unvoiced, hop.end, out);
+            }
+            return;
+        }
+        self.unvoiced_hops = 0;
+        if (hop.midi - active.note as f32).abs() <= 0.5 + self.hysteresis {
+            self.change = None;
+            return;
+        }
+        let change = match self.change {
+            Some(c) if (hop.midi - c.midi).abs() < 0.5 => Candidate { midi: hop.midi, hops: c.hops + 1, ..c },
+            _ => Candidate { midi: hop.midi, hops: 1, first: hop.pitch_sample },
+        };
+        self.change = Some(change);
+        if change.hops >= self.change_hops && old_enough {
+            self.note_off(change.first, hop.end, out);
+            let velocity = dynamics.velocity_for_db(hop.db);
+            self.note_on(change.midi, change.first, velocity, hop.end, out);
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Monophonic pitch with YIN (de Cheveigné & Kawahara, "YIN, a fundamental
+//! frequency estimator for speech and music", JASA 111(4), 2002).
+//!
+//! The difference function (step 2) is computed through an FFT
+//! cross-correlation, O(N log N) instead of O(N²). The frame length adapts: the
+//! caller passes only the audio since the last onset (up to the configured
+//! window), so a new note is estimated as soon as two of its periods are in,
+//! and never mixed with the note before it.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+
+use crate::config::EngineConfig;
+
+/// One pitch estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PitchEstimate {
+    /// Fundamental in Hz; 0 when no lag passed the threshold.
+    pub hz: f32,
+    /// 1 - aperiodicity at the chosen lag, in [0, 1], also for unvoiced frames.
+    pub confidence: f32,
+    /// Whether the YIN absolute threshold (step 4) was met.
+    pub voiced: bool,
+}
+
+impl PitchEstimate {
+    pub const NONE: Self = Self { hz: 0.0, confidence: 0.0, voiced: false };
+}
+
+/// Converts a frequency to a fractional MIDI note number (A4 = 440 Hz = 69).
+pub fn hz_to_midi(hz: f32) -> f32 {
+    69.0 + 12.0 * (hz / 440.0).log2()
+}
+
+/// Streaming YIN over frames of variable length.
+pub struct Yin {
+    sample_rate: f32,
+    threshold: f32,
+    /// Longest frame, in samples: integration window plus longest lag.
+    max_frame: usize,
+    /// Shortest lag searched (highest pitch).
+    tau_min: usize,
+    /// Longest lag searched (lowest pitch).
+    tau_max: usize,
+    fft: Arc<dyn RealToComplex<f32>>,
+    ifft: Arc<dyn ComplexToReal<f32>>,
+    // Preallocated work buffers, sized for `max_frame` in `new`.
+    frame: Vec<f32>,
+    head: Vec<f32>,
+    frame_spec: Vec<Complex<f32>>,
+    head_spec: Vec<Complex<f32>>,
+    corr: Vec<f32>,
+    scratch_fwd: Vec<Complex<f32>>,
+    scratch_inv: Vec<Complex<f32>>,
+    energy: Vec<f64>,
+    cmnd: Vec<f32>,
+}
+
+/// Smallest n >= `min` whose only prime factors are 2, 3 and 5: sizes the FFT
+/// tightly without leaving the fast radices.
+fn fft_size(min: usize) -> usize {
+    let mut n = min.max(2);
+    loop {
+        let mut m = n;
+        for p in [2, 3, 5] {
+            while m % p == 0 {
+                m /= p;
+            }
+        }
+        if m == 1 {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+impl Yin {
+    /// Plans the FFTs and allocates every buffer; `cfg` must be validated.
+    pub fn new(cfg: &EngineConfig) -> Self {
+        let sr = cfg.sample_rate as f32;
+        let max_frame = cfg.pitch_window();
+        let tau_min = ((sr / cfg.pitch.fmax_hz).floor() as usize).max(2);
+        let tau_max = ((sr / cfg.pitch.fmin_hz).ceil() as usize).min(max_frame / 2);
+        let n = fft_size(max_frame);
+        let mut planner = RealFftPlanner::<f32>::new();
+        let fft = planner.plan_fft_forward(n);
+        let ifft = planner.plan_fft_inverse(n);
+        Self {
+            sample_rate: sr,
+            threshold: cfg.pitch.yin_threshold,
+            max_frame,
+            tau_min,
+            tau_max,
+            frame: fft.make_input_vec(),
+            head: fft.make_input_vec(),
+            frame_spec: fft.make_output_vec(),
+            head_spec: fft.make_output_vec(),
+            corr: ifft.make_output_vec(),
+            scratch_fwd: fft.make_scratch_vec(),
+            scratch_inv: ifft.make_scratch_vec(),
+            energy: vec![0.0; max_frame + 1],
+            cmnd: vec![0.0; max_frame / 2 + 1],
+            fft,
+            ifft,
+        }
+    }
+
+    /// Longest frame `estimate` uses.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Shortest frame that can hold two periods of the highest pitch searched.
+    pub fn min_frame(&self) -> usize {
+        4 * self.tau_min + 2
+    }
+
+    /// Estimates the pitch of `x` (at most `max_frame` samples, most recent last).
+    /// Frames shorter than `min_frame` give `PitchEstimate::NONE`.
+    pub fn estimate(&mut self, x: &[f32]) -> PitchEstimate {
+        let len = x.len().min(self.max_frame);
+        let x = &x[x.len() - len..];
+        if len < self.min_frame() {
+            return PitchEstimate::NONE;
+        }
+        let w = len / 2;
+        let tau_max = self.tau_max.min(len - w);
+        if tau_max <= self.tau_min + 1 {
+            return PitchEstimate::NONE;
+        }
+
+        // The difference function ignores a constant offset; removing the mean
+        // keeps the FFT's rounding error small next to the signal's variation.
+        let mean = (x.iter().map(|&v| v as f64).sum::<f64>() / len as f64) as f32;
+        for (dst, &src) in self.frame.iter_mut().zip(x) {
+            *dst = src - mean;
+        }
+        self.frame[len..].fill(0.0);
+        self.head[..w].copy_from_slice(&self.frame[..w]);
+        self.head[w..].fill(0.0);
+
+        // Step 2: d(tau) = e(0) + e(tau) - 2 r(tau), with r the cross-correlation
+        // of the first w samples with the frame (via FFT) and e the energy of the
+        // w samples starting at tau (via prefix sums).
+        let n = self.frame.len();
+        self.fft
+            .process_with_scratch(&mut self.frame, &mut self.frame_spec, &mut self.scratch_fwd)
+            .expect("buffers sized by the plan");
+        self.fft
+            .process_with_scratch(&mut self.head, &mut self.head_spec, &mut self.scratch_fwd)
+            .expect("buffers sized by the plan");
+        for (f, h) in self.frame_spec.iter_mut().zip(&self.head_spec) {
+            *f *= h.conj();
+        }
+        // A real signal's spectrum has real DC and Nyquist bins; rounding may not.
+        self.frame_spec[0].im = 0.0;
+        if n % 2 == 0 {
+            self.frame_spec[n / 2].im = 0.0;
+        }
+        self.ifft
+            .process_with_scratch(&mut self.frame_spec, &mut self.corr, &mut self.scratch_inv)
+            .expect("buffers sized by the plan");
+        let scale = 1.0 / n as f32;
+
+        self.energy[0] = 0.0;
+        for (i, &v) in x.iter().enumerate() {
+            let v = (v - mean) as f64;
+            self.energy[i + 1] = self.energy[i] + v * v;
+        }
+        let e0 = self.energy[w];
+
+        // Step 3: cumulative mean normalised difference d'(tau).
+        self.cmnd[0] = 1.0;
+        let mut running = 0.0f64;
+        for tau in 1..=tau_max {
+            let e_tau = self.energy[tau + w] - self.energy[tau];
+            let d = (e0 + e_tau - 2.0 * (self.corr[tau] * scale) as f64).max(0.0);
+            running += d;
+            self.cmnd[tau] = if running > 0.0 { (d * tau as f64 / running) as f32 } else { 1.0 };
+        }
+        if e0 <= f64::MIN_POSITIVE {
+            return PitchEstimate::NONE;
+        }
+
+        // Step 4: the first lag under the absolute threshold, followed down to
+        // its local minimum; without one, the global minimum (unvoiced).
+        let cmnd = &self.cmnd[..=tau_max];
+        let mut best = None;
+        let mut tau = self.tau_min;
+        while tau < tau_max {
+            if cmnd[tau] < self.threshold {
+                while tau + 1 < tau_max && cmnd[tau + 1] < cmnd[tau] {
+                    tau += 1;
+                }
+                best = Some(tau);
+                break;
+            }
+            tau += 1;
+        }
+        let voiced = best.is_some();
+        let tau = best.unwrap_or_else(|| {
+            (self.tau_min..tau_max)
+                .min_by(|&a, &b| cmnd[a].total_cmp(&cmnd[b]))
+                .expect("tau_min < tau_max")
+        });
+        let confidence = (1.0 - cmnd[tau]).clamp(0.0, 1.0);
+        if !voiced {
+            return PitchEstimate { hz: 0.0, confidence, voiced: false };
+        }
+
+        // Step 5: parabolic interpolation of the dip for sub-sample accuracy.
+        let (a, b, c) = (cmnd[tau - 1], cmnd[tau], cmnd[tau + 1]);
+        let denom = a - 2.0 * b + c;
+        let shift = if denom > 0.0 { (0.5 * (a - c) / denom).clamp(-0.5, 0.5) } else { 0.0 };
+        let period = tau as f32 + shift;
+        PitchEstimate { hz: self.sample_rate / period, confidence, voiced: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(hz: f32, sr: f32, len: usize, harmonics: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let t = i as f32 / sr;
+                (1..=harmonics)
+                    .map(|h| (2.0 * std::f32::consts::PI * hz * h as f32 * t).sin() / h as f32)
+                    .sum::<f32>()
+                    * 0.3
+            })
+            .collect()
+    }
+
+    fn cents(a: f32, b: f32) -> f32 {
+        1200.0 * (a / b).log2()
+    }
+
+    /// The FFT path must equal the textbook O(N²) difference function.
+    #[test]
+    fn fft_difference_matches_direct_formula() {
+        let cfg = EngineConfig::default();
+        let mut yin = Yin::new(&cfg);
+        let x = tone(220.0, 48_000.0, 2400, 4);
+        yin.estimate(&x);
+        let w = 1200;
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        let mut running = 0.0;
+        for tau in 1..=1200 {
+            let d: f64 = (0..w).map(|j| (x[j] as f64 - mean - (x[j + tau] as f64 - mean)).powi(2)).sum();
+            running += d;
+            let direct = d * tau as f64 / running;
+            assert!((yin.cmnd[tau] as f64 - direct).abs() < 2e-3, "tau {tau}: {} vs {direct}", yin.cmnd[tau]);
+        }
+    }
+
+    #[test]
+    fn sines_and_harmonic_tones_within_ten_cents() {
+        let cfg = EngineConfig::default();
+        let mut yin = Yin::new(&cfg);
+        // E1 (41.2 Hz) to C7 (2093 Hz) is past fmax; C7 checked with a raised fmax below.
+        for midi in 28..=95 {
+            let hz = 440.0 * 2f32.powf((midi as f32 - 69.0) / 12.0);
+            for harmonics in [1, 6] {
+                let est = yin.estimate(&tone(hz, 48_000.0, 2400, harmonics));
+                assert!(est.voiced, "midi {midi} h{harmonics} unvoiced");
+                assert!(cents(est.hz, hz).abs() < 10.0, "midi {midi} h{harmonics}: {} Hz vs {hz}", est.hz);
+            }
+        }
+        let mut cfg = EngineConfig::default();
+        cfg.pitch.fmax_hz = 2200.0;
+        let mut yin = Yin::new(&cfg);
+        let est = yin.estimate(&tone(2093.0, 48_000.0, 2400, 3));
+        assert!(cents(est.hz, 2093.0).abs() < 10.0, "{}", est.hz);
+    }
+
+    #[test]
+    fn short_frames_estimate_high_notes_early() {
+        let cfg = EngineConfig::default();
+        let mut yin = Yin::new(&cfg);
+        // 440 Hz: two periods are 218 samples; 256 suffice.
+        let est = yin.estimate(&tone(440.0, 48_000.0, 256, 4));
+        assert!(est.voiced && cents(est.hz, 440.0).abs() < 10.0, "{est:?}");
+    }
+
+    #[test]
+    fn silence_and_noise_are_unvoiced() {
+        let cfg = EngineConfig::default();
+        let mut yin = Yin::new(&cfg);
+        assert!(!yin.estimate(&vec![0.0; 2400]).voiced);
+        assert!(!yin.estimate(&vec![0.5; 2400]).voiced);
+        let mut state = 1u32;
+        let noise: Vec<f32> = (0..2400)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as f32 / u32::MAX as f32 - 0.5
+            })
+            .collect();
+        let est = yin.estimate(&noise);
+        assert!(!est.voiced && est.confidence < 0.8, "{est:?}");
+    }
+}
