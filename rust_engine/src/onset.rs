@@ -109,7 +109,6 @@ impl SpectralFlux {
             *prev = log;
         }
         flux /= self.prev_log.len() as f32;
-        if std::env::var("FLUXDBG").is_ok() { eprintln!("flux {flux:.4}"); }
 
         // Adaptive threshold: median of the recent flux plus delta.
         self.sorted.copy_from_slice(&self.history);

@@ -1,0 +1,133 @@
+//! End-to-end behaviour of the streaming analyser on known signals.
+
+mod signals;
+
+use proptest::prelude::*;
+use rust_engine::{Analyzer, EngineConfig, EventData};
+use signals::*;
+
+const SCALE: [(f32, f32); 8] =
+    [(40.0, 0.4), (45.0, 0.3), (52.0, 0.3), (60.0, 0.25), (64.0, 0.25), (71.0, 0.2), (79.0, 0.2), (84.0, 0.2)];
+
+#[test]
+fn a_melody_gives_exactly_its_notes_at_its_onsets() {
+    let (x, truth) = melody(&SCALE, 0.1);
+    let found = notes(&analyse(&EngineConfig::default(), &x, &[256]));
+    assert_eq!(found.len(), truth.len(), "{found:?}");
+    for ((on, note, off), (t, midi)) in found.iter().zip(&truth) {
+        assert_eq!(*note, *midi);
+        assert!((on - t).abs() < 0.010, "note {midi}: on at {on}, truth {t}");
+        assert!(off > on);
+    }
+}
+
+#[test]
+fn a_legato_line_changes_note_without_gaps() {
+    let mut x = vec![0.0; 4800];
+    x.extend(legato(&[(57.0, 0.3), (59.0, 0.3), (60.0, 0.3), (62.0, 0.3)], 0.3));
+    x.extend(vec![0.0; 4800]);
+    let found = notes(&analyse(&EngineConfig::default(), &x, &[128]));
+    let pitches: Vec<u8> = found.iter().map(|n| n.1).collect();
+    assert_eq!(pitches, vec![57, 59, 60, 62]);
+    for pair in found.windows(2) {
+        // Each note ends where the next begins, within 30 ms of the true change.
+        assert!((pair[0].2 - pair[1].0).abs() < 0.001);
+    }
+    for (i, n) in found.iter().enumerate().skip(1) {
+        let truth = 0.1 + 0.3 * i as f32;
+        assert!((n.0 - truth).abs() < 0.030, "{n:?} vs {truth}");
+    }
+}
+
+#[test]
+fn a_repeated_pitch_is_re_articulated() {
+    let (x, truth) = melody(&[(67.0, 0.25), (67.0, 0.25), (67.0, 0.25)], 0.03);
+    let found = notes(&analyse(&EngineConfig::default(), &x, &[512]));
+    assert_eq!(found.len(), 3, "{found:?}");
+    for ((on, note, _), (t, _)) in found.iter().zip(&truth) {
+        assert_eq!(*note, 67);
+        assert!((on - t).abs() < 0.010);
+    }
+}
+
+#[test]
+fn silence_gives_no_pitch_and_no_notes() {
+    let events = analyse(&EngineConfig::default(), &vec![0.0; 48_000], &[1000]);
+    assert!(events.iter().all(|e| match e.data {
+        EventData::Pitch { hz, voiced, .. } => hz == 0.0 && !voiced,
+        EventData::NoteOn { .. } | EventData::Onset { .. } => false,
+        _ => true,
+    }));
+    assert_eq!(events.iter().filter(|e| matches!(e.data, EventData::Pitch { .. })).count(), 48_000 / 128);
+}
+
+#[test]
+fn white_noise_gives_low_confidence_and_no_notes() {
+    let x = noise(96_000, 0.3, 7);
+    let events = analyse(&EngineConfig::default(), &x, &[333]);
+    assert!(notes(&events).is_empty());
+    let confident = events
+        .iter()
+        .filter(|e| matches!(e.data, EventData::Pitch { confidence, .. } if confidence > 0.8))
+        .count();
+    assert!(confident < 5, "{confident} confident hops in noise");
+}
+
+#[test]
+fn nan_inf_dc_and_clipping_stay_finite() {
+    let mut x = tone(60.0, 1.0, 4.0); // clipped
+    for v in x.iter_mut() {
+        *v = v.clamp(-1.0, 1.0) + 0.5; // plus DC
+    }
+    for i in (0..x.len()).step_by(997) {
+        x[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, 1e-40][i % 5];
+    }
+    x.extend(std::iter::repeat_n(f32::NAN, 4800));
+    x.extend(std::iter::repeat_n(0.7, 48_000)); // pure DC
+    let events = analyse(&EngineConfig::default(), &x, &[100, 8192, 1]);
+    for e in &events {
+        let finite = match e.data {
+            EventData::Pitch { hz, midi, confidence, .. } => hz.is_finite() && midi.is_finite() && confidence.is_finite(),
+            EventData::Onset { strength } => strength.is_finite(),
+            EventData::Dynamics { rms, peak, db, envelope_db, .. } => {
+                rms.is_finite() && peak.is_finite() && db.is_finite() && envelope_db.is_finite()
+            }
+            _ => true,
+        };
+        assert!(finite, "{e:?}");
+    }
+    // Pairing is checked by `notes`; the clipped C4 is still found.
+    assert!(notes(&events).iter().any(|n| n.1 == 60));
+}
+
+#[test]
+fn events_are_in_emission_order_and_never_early() {
+    let (x, _) = melody(&SCALE, 0.05);
+    let events = analyse(&EngineConfig::default(), &x, &[4096]);
+    for pair in events.windows(2) {
+        assert!(pair[0].emit_sample <= pair[1].emit_sample);
+    }
+    for e in &events {
+        assert!(e.sample <= e.emit_sample, "{e:?}");
+    }
+}
+
+#[test]
+fn blocks_longer_than_the_maximum_are_refused() {
+    let mut an = Analyzer::new(EngineConfig::default()).unwrap();
+    let mut out = Vec::new();
+    assert!(an.process(&vec![0.0; 8193], &mut out).is_err());
+    assert!(an.process(&[], &mut out).is_ok());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Results never depend on how the audio is cut into blocks.
+    #[test]
+    fn block_size_independence(blocks in prop::collection::vec(1usize..=8192, 1..12)) {
+        let (x, _) = melody(&[(48.0, 0.2), (55.0, 0.15), (72.0, 0.15)], 0.05);
+        let cfg = EngineConfig::default();
+        let reference = analyse(&cfg, &x, &[128]);
+        prop_assert_eq!(analyse(&cfg, &x, &blocks), reference);
+    }
+}

@@ -1,0 +1,107 @@
+//! Test signals shared by the integration tests.
+
+use rust_engine::{Analyzer, EngineConfig, Event, EventData};
+
+pub const SR: f32 = 48_000.0;
+
+pub fn midi_to_hz(midi: f32) -> f32 {
+    440.0 * 2f32.powf((midi - 69.0) / 12.0)
+}
+
+/// A harmonic tone (1/h amplitudes) with a 5 ms attack and a 20 ms release.
+pub fn tone(midi: f32, seconds: f32, amp: f32) -> Vec<f32> {
+    let hz = midi_to_hz(midi);
+    let n = (seconds * SR) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / SR;
+            let env = (t / 0.005).min(1.0).min((seconds - t) / 0.02).max(0.0);
+            let v: f32 = (1..=5)
+                .map(|h| (2.0 * std::f32::consts::PI * hz * h as f32 * t).sin() / h as f32)
+                .sum();
+            amp * env * v
+        })
+        .collect()
+}
+
+/// A continuous-phase harmonic line at constant level: notes change with no gap.
+pub fn legato(notes: &[(f32, f32)], amp: f32) -> Vec<f32> {
+    let mut phase = 0.0f32;
+    let mut x = Vec::new();
+    for &(midi, dur) in notes {
+        let step = 2.0 * std::f32::consts::PI * midi_to_hz(midi) / SR;
+        for _ in 0..(dur * SR) as usize {
+            phase = (phase + step) % (2.0 * std::f32::consts::PI);
+            x.push(amp * (1..=5).map(|h| (phase * h as f32).sin() / h as f32).sum::<f32>());
+        }
+    }
+    x
+}
+
+/// A melody of (midi, seconds) notes separated by `gap` seconds of silence,
+/// after 0.1 s of silence. Returns the audio and the true (onset seconds, midi).
+pub fn melody(notes: &[(f32, f32)], gap: f32) -> (Vec<f32>, Vec<(f32, u8)>) {
+    let mut x = vec![0.0; (0.1 * SR) as usize];
+    let mut truth = Vec::new();
+    for &(midi, dur) in notes {
+        truth.push((x.len() as f32 / SR, midi as u8));
+        x.extend(tone(midi, dur, 0.3));
+        x.extend(std::iter::repeat_n(0.0, (gap * SR) as usize));
+    }
+    (x, truth)
+}
+
+/// Deterministic white noise in [-amp, amp].
+pub fn noise(n: usize, amp: f32, seed: u32) -> Vec<f32> {
+    let mut s = seed.max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32 * 2.0 - 1.0) * amp
+        })
+        .collect()
+}
+
+/// Runs `x` through a fresh analyser in blocks of the given lengths (cycled), then flushes.
+pub fn analyse(cfg: &EngineConfig, x: &[f32], blocks: &[usize]) -> Vec<Event> {
+    let mut an = Analyzer::new(cfg.clone()).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for &b in blocks.iter().cycle() {
+        if pos >= x.len() {
+            break;
+        }
+        let end = (pos + b).min(x.len());
+        an.process(&x[pos..end], &mut out).unwrap();
+        pos = end;
+    }
+    an.flush(&mut out);
+    out
+}
+
+/// (note-on seconds, note, note-off seconds) for every note, checking pairing.
+pub fn notes(events: &[Event]) -> Vec<(f32, u8, f32)> {
+    let mut open: Option<(f32, u8)> = None;
+    let mut done = Vec::new();
+    for e in events {
+        let t = e.sample as f32 / SR;
+        match e.data {
+            EventData::NoteOn { note, velocity } => {
+                assert!(open.is_none(), "note-on while {open:?} is open");
+                assert!((1..=127).contains(&velocity));
+                open = Some((t, note));
+            }
+            EventData::NoteOff { note } => {
+                let (on, n) = open.take().expect("note-off without note-on");
+                assert_eq!(n, note);
+                assert!(t >= on);
+                done.push((on, note, t));
+            }
+            _ => {}
+        }
+    }
+    assert!(open.is_none(), "note left open");
+    done
+}
