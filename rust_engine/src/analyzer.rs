@@ -2,7 +2,7 @@
 //! dynamics, onsets, pitch and notes on each, so results never depend on the
 //! block size.
 
-use crate::config::{EngineConfig, MAX_BLOCK};
+use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
 use crate::dynamics::{Dynamics, FLOOR_DB};
 use crate::error::{ConfigError, ProcessError};
 use crate::event::{Event, EventData};
@@ -89,20 +89,17 @@ impl Analyzer {
         self.notes.active_note()
     }
 
-    /// Live-tunable: threshold offset of the onset detector.
-    pub fn set_onset_delta(&mut self, delta: f32) {
-        self.flux.set_delta(delta);
-    }
-
-    /// Live-tunable: the silence gate in dBFS.
-    pub fn set_silence_db(&mut self, db: f32) {
-        self.silence_db = db;
-        self.gate_amplitude = 10f32.powf(db / 20.0);
-    }
-
-    /// Live-tunable: pitch confidence needed for a note.
-    pub fn set_min_confidence(&mut self, confidence: f32) {
-        self.min_confidence = confidence;
+    /// Changes a live-tunable setting; `value` must have passed `EngineConfig::validate`.
+    pub fn set_live(&mut self, param: LiveParam, value: f32) {
+        self.cfg.set(param.key(), value as f64).expect("live keys are in the table");
+        match param {
+            LiveParam::OnsetDelta => self.flux.set_delta(value),
+            LiveParam::SilenceDb => {
+                self.silence_db = value;
+                self.gate_amplitude = 10f32.powf(value / 20.0);
+            }
+            LiveParam::MinConfidence => self.min_confidence = value,
+        }
     }
 
     /// Analyses `block` (at most `MAX_BLOCK` samples), appending events to `out`

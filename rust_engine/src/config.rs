@@ -257,6 +257,33 @@ const FIELDS: [Field; 21] = fields! {
     "notes.release_ms", false, notes.release_ms as f32;
 };
 
+/// The settings that may change while the engine runs (from the UI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveParam {
+    OnsetDelta,
+    SilenceDb,
+    MinConfidence,
+}
+
+impl LiveParam {
+    pub fn from_key(key: &str) -> Option<Self> {
+        match key {
+            "onset.delta" => Some(Self::OnsetDelta),
+            "notes.silence_db" => Some(Self::SilenceDb),
+            "notes.min_confidence" => Some(Self::MinConfidence),
+            _ => None,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::OnsetDelta => "onset.delta",
+            Self::SilenceDb => "notes.silence_db",
+            Self::MinConfidence => "notes.min_confidence",
+        }
+    }
+}
+
 /// Result of setting a value by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetError {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dynamics;
 pub mod error;
 pub mod event;
+pub mod live;
 pub mod notes;
 pub mod onset;
 pub mod pitch;

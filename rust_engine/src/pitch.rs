@@ -65,7 +65,7 @@ fn fft_size(min: usize) -> usize {
     loop {
         let mut m = n;
         for p in [2, 3, 5] {
-            while m % p == 0 {
+            while m.is_multiple_of(p) {
                 m /= p;
             }
         }
@@ -156,7 +156,7 @@ impl Yin {
         }
         // A real signal's spectrum has real DC and Nyquist bins; rounding may not.
         self.frame_spec[0].im = 0.0;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             self.frame_spec[n / 2].im = 0.0;
         }
         self.ifft

@@ -6,8 +6,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 use crate::analyzer::Analyzer;
-use crate::config::{EngineConfig, SetError, MAX_BLOCK};
+use crate::config::{EngineConfig, LiveParam, SetError, MAX_BLOCK};
 use crate::event::{Event, EventData};
+use crate::live::{ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent};
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -124,6 +125,10 @@ struct PyEvent {
     velocity: u8,
     marking: &'static str,
     note: u8,
+    /// Live only: input number (1-based); 0 offline.
+    input: u8,
+    /// Live only: JACK frame time at which the event was sent; 0 offline.
+    frame: u32,
 }
 
 impl PyEvent {
@@ -145,6 +150,8 @@ impl PyEvent {
             velocity: 0,
             marking: "",
             note: 0,
+            input: 0,
+            frame: 0,
         };
         match e.data {
             EventData::Pitch { hz, midi, confidence, voiced } => {
@@ -281,23 +288,182 @@ impl PyAnalyzer {
     }
 
     fn set_param(&mut self, key: &str, value: f64) -> PyResult<()> {
-        let mut check = self.inner.config().clone();
-        match key {
-            "onset.delta" | "notes.silence_db" | "notes.min_confidence" => {}
-            _ => return Err(value_error(format!("'{key}' cannot be changed while running"))),
-        }
-        check.set(key, value).map_err(|e| match e {
-            SetError::UnknownKey => PyRuntimeError::new_err("key table out of step"),
-            SetError::Invalid(e) => value_error(e),
-        })?;
-        check.validate().map_err(value_error)?;
-        let v = value as f32;
-        match key {
-            "onset.delta" => self.inner.set_onset_delta(v),
-            "notes.silence_db" => self.inner.set_silence_db(v),
-            _ => self.inner.set_min_confidence(v),
-        }
+        let param = check_live_value(self.inner.config(), key, value)?;
+        self.inner.set_live(param, value as f32);
         Ok(())
+    }
+}
+
+/// Checks a live-tunable value against the same rules as the config.
+fn check_live_value(cfg: &EngineConfig, key: &str, value: f64) -> PyResult<LiveParam> {
+    let param = LiveParam::from_key(key)
+        .ok_or_else(|| value_error(format!("'{key}' cannot be changed while running")))?;
+    let mut check = cfg.clone();
+    check.set(key, value).map_err(|e| match e {
+        SetError::UnknownKey => PyRuntimeError::new_err("key table out of step"),
+        SetError::Invalid(e) => value_error(e),
+    })?;
+    check.validate().map_err(value_error)?;
+    Ok(param)
+}
+
+#[pyclass(name = "LiveBridge", module = "rust_engine")]
+struct PyLiveBridge {
+    /// The ring buffer ends are Send but not Sync; PyO3's own borrow flag
+    /// already serialises access, so the Mutex is only ever reached through
+    /// `get_mut` and never locked.
+    live: std::sync::Mutex<LiveState>,
+    config: EngineConfig,
+}
+
+struct LiveState {
+    bridge: LiveBridge,
+    drained: Vec<LiveEvent>,
+}
+
+impl PyLiveBridge {
+    fn state(&mut self) -> &mut LiveState {
+        self.live.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn bridge(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn send(&mut self, msg: ControlMsg) -> PyResult<()> {
+        if self.state().bridge.send(msg) {
+            Ok(())
+        } else {
+            Err(PyRuntimeError::new_err("control queue full: the process callback is not running"))
+        }
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyEvent>>> {
+        let state = self.state();
+        let sr = state.bridge.sample_rate;
+        let out = state
+            .drained
+            .iter()
+            .map(|e| Bound::new(py, PyEvent { input: e.input, frame: e.frame, ..PyEvent::new(&e.event, sr) }))
+            .collect();
+        state.drained.clear();
+        out
+    }
+}
+
+#[pymethods]
+impl PyLiveBridge {
+    #[new]
+    #[pyo3(signature = (client_name = "daw-bridge", inputs = 1, config = None, bend_range = 0.0, owed_note_offs = Vec::new(), queue_capacity = 65536))]
+    fn new(
+        py: Python<'_>,
+        client_name: &str,
+        inputs: usize,
+        config: Option<PyRef<'_, PyEngineConfig>>,
+        bend_range: f32,
+        owed_note_offs: Vec<(u8, u8)>,
+        queue_capacity: usize,
+    ) -> PyResult<Self> {
+        if !(0.0..=48.0).contains(&bend_range) {
+            return Err(value_error("bend_range must be 0..48 semitones"));
+        }
+        let engine = config.map(|c| c.inner.clone()).unwrap_or_default();
+        let cfg = LiveConfig {
+            client_name: client_name.to_string(),
+            inputs,
+            engine: engine.clone(),
+            bend_range,
+            queue_capacity,
+            owed_note_offs,
+        };
+        let inner = py.detach(|| LiveBridge::open(cfg)).map_err(|e| match e {
+            LiveError::Jack(e) => PyRuntimeError::new_err(format!("cannot open a JACK client: {e}")),
+            other => value_error(other),
+        })?;
+        let mut config = engine;
+        config.sample_rate = inner.sample_rate;
+        let state = LiveState { bridge: inner, drained: Vec::with_capacity(queue_capacity) };
+        Ok(Self { live: std::sync::Mutex::new(state), config })
+    }
+
+    /// The client's name as the server knows it (it may add a suffix).
+    #[getter]
+    fn name(&self) -> String {
+        self.bridge().bridge.name.clone()
+    }
+
+    #[getter]
+    fn sample_rate(&self) -> u32 {
+        self.bridge().bridge.sample_rate
+    }
+
+    #[getter]
+    fn buffer_size(&self) -> u32 {
+        self.bridge().bridge.buffer_size()
+    }
+
+    #[getter]
+    fn inputs(&self) -> usize {
+        self.bridge().bridge.inputs
+    }
+
+    #[getter]
+    fn server_lost(&self) -> bool {
+        self.bridge().bridge.server_lost()
+    }
+
+    fn frame_time(&self) -> u32 {
+        self.bridge().bridge.frame_time()
+    }
+
+    /// Events the callback produced since the last call, in emission order per input.
+    fn poll<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyEvent>>> {
+        let state = self.state();
+        state.bridge.drain(&mut state.drained);
+        self.take(py)
+    }
+
+    fn set_param(&mut self, key: &str, value: f64) -> PyResult<()> {
+        let param = check_live_value(&self.config, key, value)?;
+        self.config.set(key, value).expect("checked above");
+        self.send(ControlMsg::Set(param, value as f32))
+    }
+
+    fn set_midi_enabled(&mut self, enabled: bool) -> PyResult<()> {
+        self.send(ControlMsg::Midi(enabled))
+    }
+
+    fn all_notes_off(&mut self) -> PyResult<()> {
+        self.send(ControlMsg::AllNotesOff)
+    }
+
+    /// Notes sounding on the MIDI port, per input (None when silent).
+    fn active_notes(&self) -> Vec<Option<u8>> {
+        self.bridge().bridge.shared.active_notes()
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let state = self.bridge();
+        let s = &state.bridge.shared;
+        let d = PyDict::new(py);
+        d.set_item("xruns", s.xruns.load(Relaxed))?;
+        d.set_item("cycles", s.cycles.load(Relaxed))?;
+        d.set_item("dropped_events", s.dropped.load(Relaxed))?;
+        d.set_item("midi_lost", s.midi_lost.load(Relaxed))?;
+        d.set_item("max_cycle_us", s.max_cycle_ns.load(Relaxed) as f64 / 1000.0)?;
+        d.set_item("dsp_load", state.bridge.cpu_load())?;
+        d.set_item("server_lost", state.bridge.server_lost())?;
+        Ok(d)
+    }
+
+    /// Sends note-offs for every sounding note, deactivates and closes the
+    /// client; returns the last events (those note-offs among them).
+    fn close<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyEvent>>> {
+        let state = self.state();
+        let (bridge, drained) = (&mut state.bridge, &mut state.drained);
+        py.detach(|| bridge.close(drained));
+        self.take(py)
     }
 }
 
@@ -312,7 +478,8 @@ fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngineConfig>()?;
     m.add_class::<PyAnalyzer>()?;
     m.add_class::<PyEvent>()?;
+    m.add_class::<PyLiveBridge>()?;
     m.add_function(wrap_pyfunction!(marking_for_db, m)?)?;
-    m.add("__all__", ["Analyzer", "EngineConfig", "Event", "marking_for_db"])?;
+    m.add("__all__", ["Analyzer", "EngineConfig", "Event", "LiveBridge", "marking_for_db"])?;
     Ok(())
 }
