@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Analyzer", "EngineConfig", "Event", "marking_for_db"]
+__all__ = ["Analyzer", "EngineConfig", "Event", "LiveBridge", "marking_for_db"]
 
 EventKind = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
 
@@ -62,6 +62,10 @@ class Event:
     marking: str
     """Dynamic marking of the smoothed envelope, "ppp" ... "fff"."""
     note: int
+    input: int
+    """Live only: the input (1-based) that produced it; 0 offline."""
+    frame: int
+    """Live only: JACK frame time (wrapping 32-bit) at which it was sent; 0 offline."""
     def to_dict(self) -> dict[str, Any]:
         """The JSON-lines form documented in the README's event schema."""
 
@@ -99,6 +103,62 @@ class Analyzer:
         """Changes one live-tunable setting: ``onset.delta``, ``notes.silence_db``
         or ``notes.min_confidence``. Raises ``ValueError`` for another key or a
         value out of range."""
+
+class LiveBridge:
+    """A JACK client whose process callback runs one engine per input.
+
+    Opens a client (never starting a server; the server is chosen as libjack
+    does, e.g. by ``JACK_DEFAULT_SERVER``), registers ``in_1`` ... ``in_N`` and
+    ``midi_out`` and activates it. The callback writes note-on / note-off (and
+    pitch bend when ``bend_range`` > 0) at the frame where each became known,
+    input k on MIDI channel k. It never blocks or allocates: events leave
+    through a lock-free ring that ``poll`` drains, controls enter through
+    another. Connections are the caller's job.
+
+    ``owed_note_offs`` lists (input, note) pairs left sounding by a previous
+    client (e.g. before a server loss); they are sent in the first cycle.
+    Raises ``RuntimeError`` when no server can be reached and ``ValueError``
+    for bad settings.
+    """
+
+    def __init__(
+        self,
+        client_name: str = "daw-bridge",
+        inputs: int = 1,
+        config: EngineConfig | None = None,
+        bend_range: float = 0.0,
+        owed_note_offs: list[tuple[int, int]] = ...,
+        queue_capacity: int = 65536,
+    ) -> None: ...
+    @property
+    def name(self) -> str:
+        """The client name the server gave (it may add a suffix)."""
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def buffer_size(self) -> int: ...
+    @property
+    def inputs(self) -> int: ...
+    @property
+    def server_lost(self) -> bool:
+        """True once the server has shut the client down."""
+    def frame_time(self) -> int:
+        """The server's current frame time (wrapping 32-bit)."""
+    def poll(self) -> list[Event]:
+        """Takes the events produced since the last call (never blocks)."""
+    def set_param(self, key: str, value: float) -> None:
+        """Changes ``onset.delta``, ``notes.silence_db`` or ``notes.min_confidence`` on every input."""
+    def set_midi_enabled(self, enabled: bool) -> None:
+        """Mutes or unmutes MIDI output; muting sends note-offs for sounding notes."""
+    def all_notes_off(self) -> None:
+        """Asks the callback to close every open note in its next cycle."""
+    def active_notes(self) -> list[int | None]:
+        """The note sounding on the MIDI port, per input."""
+    def stats(self) -> dict[str, Any]:
+        """xruns, cycles, dropped_events, midi_lost, max_cycle_us, dsp_load, server_lost."""
+    def close(self) -> list[Event]:
+        """Sends note-offs for sounding notes (server permitting), deactivates
+        and closes the client; returns the events not yet polled."""
 
 def marking_for_db(db: float) -> str:
     """The dynamic marking ("ppp" ... "fff") the engine gives an envelope level in dBFS."""
