@@ -66,6 +66,8 @@ class Event:
     """Live only: the input (1-based) that produced it; 0 offline."""
     frame: int
     """Live only: JACK frame time (wrapping 32-bit) at which it was sent; 0 offline."""
+    block_frame: int
+    """Live only: JACK frame time of the first frame of the period it came from; 0 offline."""
     def to_dict(self) -> dict[str, Any]:
         """The JSON-lines form documented in the README's event schema."""
 

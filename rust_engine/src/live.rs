@@ -23,8 +23,10 @@ use crate::event::{Event, EventData};
 pub struct LiveEvent {
     /// Input number, 1-based (MIDI channel `input - 1`).
     pub input: u8,
-    /// JACK frame time (wrapping u32) of the frame the event was written at.
-    pub frame: u32,
+    /// JACK frame time (wrapping u32) of the first frame of the period it came from.
+    pub block_frame: u32,
+    /// Frame within that period at which it was sent.
+    pub offset: u32,
     pub event: Event,
 }
 
@@ -118,8 +120,8 @@ impl Processor {
         }
     }
 
-    fn publish(&mut self, input: usize, frame: u32, event: Event) {
-        let live = LiveEvent { input: input as u8 + 1, frame, event };
+    fn publish(&mut self, input: usize, block_frame: u32, offset: u32, event: Event) {
+        let live = LiveEvent { input: input as u8 + 1, block_frame, offset, event };
         if self.tx.push(live).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -148,7 +150,7 @@ impl Processor {
                     self.engines[k].all_notes_off(&mut self.events);
                     for i in 0..self.events.len() {
                         let e = self.events[i];
-                        self.publish(k, frame0, e);
+                        self.publish(k, frame0, 0, e);
                     }
                     self.release_sent(k, 0);
                 }
@@ -157,7 +159,7 @@ impl Processor {
         }
     }
 
-    fn handle_event(&mut self, k: usize, e: Event, offset: u32, frame: u32) {
+    fn handle_event(&mut self, k: usize, e: Event, block_frame: u32, offset: u32) {
         let channel = k as u8;
         match e.data {
             EventData::NoteOn { note, velocity } if self.midi_enabled => {
@@ -186,7 +188,7 @@ impl Processor {
             }
             _ => {}
         }
-        self.publish(k, frame, e);
+        self.publish(k, block_frame, offset, e);
     }
 }
 
@@ -222,7 +224,7 @@ impl ProcessHandler for Processor {
             for i in 0..self.events.len() {
                 let e = self.events[i];
                 let offset = (e.emit_sample.saturating_sub(start + 1)).min(n as u64 - 1) as u32;
-                self.handle_event(k, e, offset, frame0.wrapping_add(offset));
+                self.handle_event(k, e, frame0, offset);
             }
         }
         // JACK wants a port's events in frame order; inputs were appended one after another.

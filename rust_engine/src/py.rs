@@ -129,6 +129,8 @@ struct PyEvent {
     input: u8,
     /// Live only: JACK frame time at which the event was sent; 0 offline.
     frame: u32,
+    /// Live only: JACK frame time of the first frame of its period; 0 offline.
+    block_frame: u32,
 }
 
 impl PyEvent {
@@ -152,6 +154,7 @@ impl PyEvent {
             note: 0,
             input: 0,
             frame: 0,
+            block_frame: 0,
         };
         match e.data {
             EventData::Pitch { hz, midi, confidence, voiced } => {
@@ -344,7 +347,12 @@ impl PyLiveBridge {
         let out = state
             .drained
             .iter()
-            .map(|e| Bound::new(py, PyEvent { input: e.input, frame: e.frame, ..PyEvent::new(&e.event, sr) }))
+            .map(|e| Bound::new(py, PyEvent {
+                    input: e.input,
+                    frame: e.block_frame.wrapping_add(e.offset),
+                    block_frame: e.block_frame,
+                    ..PyEvent::new(&e.event, sr)
+                }))
             .collect();
         state.drained.clear();
         out
