@@ -206,7 +206,9 @@ impl Analyzer {
         };
         let voiced = estimate.voiced && estimate.confidence >= self.min_confidence && gate_open;
         let midi = if voiced { hz_to_midi(estimate.hz) } else { 0.0 };
-        let pitch_sample = end - (frame_len / 2) as u64;
+        // YIN's integration window is the newest half of the frame: the event
+        // describes its middle (monotonic from hop to hop).
+        let pitch_sample = end - (frame_len.max(hop) / 4) as u64;
         out.push(Event {
             sample: pitch_sample,
             emit_sample: end,

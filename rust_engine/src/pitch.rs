@@ -131,15 +131,24 @@ impl Yin {
             return PitchEstimate::NONE;
         }
 
-        // The difference function ignores a constant offset; removing the mean
-        // keeps the FFT's rounding error small next to the signal's variation.
+        // The frame is analysed time-reversed, so the integration window is the
+        // most recent `w` samples compared with the audio `tau` before them:
+        // the estimate follows the newest audio, which halves the delay of a
+        // pitch change. The difference function ignores a constant offset;
+        // removing the mean keeps the FFT's rounding error small.
         let mean = (x.iter().map(|&v| v as f64).sum::<f64>() / len as f64) as f32;
-        for (dst, &src) in self.frame.iter_mut().zip(x) {
+        for (dst, &src) in self.frame.iter_mut().zip(x.iter().rev()) {
             *dst = src - mean;
         }
         self.frame[len..].fill(0.0);
         self.head[..w].copy_from_slice(&self.frame[..w]);
         self.head[w..].fill(0.0);
+        self.energy[0] = 0.0;
+        for i in 0..len {
+            let v = self.frame[i] as f64;
+            self.energy[i + 1] = self.energy[i] + v * v;
+        }
+        let e0 = self.energy[w];
 
         // Step 2: d(tau) = e(0) + e(tau) - 2 r(tau), with r the cross-correlation
         // of the first w samples with the frame (via FFT) and e the energy of the
@@ -163,13 +172,6 @@ impl Yin {
             .process_with_scratch(&mut self.frame_spec, &mut self.corr, &mut self.scratch_inv)
             .expect("buffers sized by the plan");
         let scale = 1.0 / n as f32;
-
-        self.energy[0] = 0.0;
-        for (i, &v) in x.iter().enumerate() {
-            let v = (v - mean) as f64;
-            self.energy[i + 1] = self.energy[i] + v * v;
-        }
-        let e0 = self.energy[w];
 
         // Step 3: cumulative mean normalised difference d'(tau).
         self.cmnd[0] = 1.0;
@@ -200,11 +202,27 @@ impl Yin {
             tau += 1;
         }
         let voiced = best.is_some();
-        let tau = best.unwrap_or_else(|| {
+        let mut tau = best.unwrap_or_else(|| {
             (self.tau_min..tau_max)
                 .min_by(|&a, &b| cmnd[a].total_cmp(&cmnd[b]))
                 .expect("tau_min < tau_max")
         });
+        // Octave check: on attacks and in noise the dip at the true period can
+        // sit just above the threshold while the one at twice the period is
+        // under it. Prefer a sub-multiple of the lag whose own dip is almost as
+        // deep (within twice the threshold).
+        for k in [3usize, 2] {
+            let sub = tau as f32 / k as f32;
+            let (lo, hi) = ((sub - 2.0).max(self.tau_min as f32) as usize, (sub + 2.0) as usize);
+            if hi >= tau || lo >= hi {
+                continue;
+            }
+            let cand = (lo..=hi).min_by(|&a, &b| cmnd[a].total_cmp(&cmnd[b])).expect("non-empty");
+            if cmnd[cand] < 2.0 * self.threshold && cand > lo && cand < hi {
+                tau = cand;
+                break;
+            }
+        }
         let confidence = (1.0 - cmnd[tau]).clamp(0.0, 1.0);
         if !voiced {
             return PitchEstimate { hz: 0.0, confidence, voiced: false };
@@ -244,8 +262,10 @@ mod tests {
     fn fft_difference_matches_direct_formula() {
         let cfg = EngineConfig::default();
         let mut yin = Yin::new(&cfg);
-        let x = tone(220.0, 48_000.0, 2400, 4);
-        yin.estimate(&x);
+        let forward = tone(220.0, 48_000.0, 2400, 4);
+        yin.estimate(&forward);
+        // The frame is analysed newest-first.
+        let x: Vec<f32> = forward.iter().rev().copied().collect();
         let w = 1200;
         let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
         let mut running = 0.0;

@@ -1,0 +1,63 @@
+# Set-up, build and test on Debian 12. Every target does the whole set-up it needs and is
+# idempotent: Debian packages are installed only when missing, the venv is made once, and the
+# maturin build reruns only when its inputs change.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages for the live bridge and its tests (jackd -d dummy, libjack for JACK-Client,
+# libsndfile for soundfile) and for making the venv.
+APT_PACKAGES := jackd2 libjack-jackd2-dev libsndfile1 python3-venv
+MATURIN := maturin>=1.8,<2
+
+# rustup's cargo is not on every non-login PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export DEBIAN_FRONTEND := noninteractive
+
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# Everything the wheel is built from: a change to any of these triggers a rebuild.
+BUILD_INPUTS := pyproject.toml rust_engine/Cargo.toml rust_engine.pyi \
+	$(wildcard rust_engine/Cargo.lock rust_engine/build.rs) \
+	$(shell find rust_engine/src bridge tui -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \
+		-o -name '*.tcss' -o -name 'py.typed' \) 2>/dev/null)
+
+.PHONY: run test apt-deps install clean
+
+run: install
+	$(BIN)/daw-bridge analyze demo/demo.wav
+
+test: install
+	cargo test --manifest-path rust_engine/Cargo.toml
+	@# pytest exits 5 when it collects no test: not a failure of the code.
+	$(BIN)/pytest tests || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected"; [ $$rc -eq 5 ]; }
+
+install: apt-deps $(VENV)/.installed
+
+apt-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+		[ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -q; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Built without isolation against the venv's maturin: no per-build download, same result.
+$(VENV)/.installed: $(BIN)/python $(BUILD_INPUTS)
+	$(BIN)/python -m pip install -q '$(MATURIN)'
+	$(BIN)/python -m pip install -q --no-build-isolation '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) rust_engine/target

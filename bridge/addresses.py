@@ -1,0 +1,154 @@
+"""The one place that names the bridge's JACK ports and OSC addresses.
+
+The live bridge, the DAW templates, the docs and the receiving examples must
+agree on these names; they all import them from here (and a test compares the
+templates with this module), so a rename happens in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+CLIENT_NAME = "daw-bridge"
+"""Default JACK client name (``--name`` overrides it)."""
+
+MIDI_OUT_PORT = "midi_out"
+"""The JACK MIDI output port: input k plays on MIDI channel k."""
+
+DEFAULT_OSC_PREFIX = "/bridge"
+
+OscKind = Literal["pitch", "onset", "dynamics", "note"]
+OscType = Literal["f", "i"]
+
+_PREFIX_RE = re.compile(r"(/[A-Za-z0-9_.\-]+)+")
+"""One or more ``/word`` parts: no OSC pattern characters (``*?[]{},#``), no spaces."""
+
+
+def input_port(k: int) -> str:
+    """The name of audio input ``k`` (1-based): ``in_1``, ``in_2``, ..."""
+    if k < 1:
+        raise ValueError(f"input numbers start at 1, got {k}")
+    return f"in_{k}"
+
+
+def input_ports(n_inputs: int) -> list[str]:
+    """The audio input port names of a bridge with ``n_inputs`` inputs."""
+    return [input_port(k) for k in range(1, n_inputs + 1)]
+
+
+@dataclass(frozen=True)
+class OscArg:
+    """One argument of an OSC message; ``name`` is also the Event attribute it comes from."""
+
+    type: OscType
+    name: str
+
+
+@dataclass(frozen=True)
+class OscMessageSpec:
+    """An OSC message the bridge sends: its address suffix, arguments and meaning."""
+
+    kind: OscKind
+    args: tuple[OscArg, ...]
+    meaning: str
+    continuous: bool
+    """Sent for every analysis hop, so rate-limited; the others are never dropped."""
+
+    @property
+    def signature(self) -> str:
+        """The arguments as written in the docs: ``f:hz f:midi f:confidence``."""
+        return " ".join(f"{a.type}:{a.name}" for a in self.args)
+
+
+OSC_MESSAGES: dict[OscKind, OscMessageSpec] = {
+    spec.kind: spec
+    for spec in (
+        OscMessageSpec(
+            "pitch",
+            (OscArg("f", "hz"), OscArg("f", "midi"), OscArg("f", "confidence")),
+            "Detected pitch in Hz and as a fractional MIDI note (0 when unvoiced), "
+            "with YIN confidence 0..1",
+            continuous=True,
+        ),
+        OscMessageSpec(
+            "onset",
+            (OscArg("f", "strength"),),
+            "An attack was detected; spectral-flux strength above the threshold",
+            continuous=False,
+        ),
+        OscMessageSpec(
+            "dynamics",
+            (OscArg("f", "rms"), OscArg("f", "peak"), OscArg("f", "db"), OscArg("i", "velocity")),
+            "Level of the latest hop: linear RMS and peak, RMS in dBFS, MIDI velocity 1..127",
+            continuous=True,
+        ),
+        OscMessageSpec(
+            "note",
+            (OscArg("i", "note"), OscArg("i", "velocity")),
+            "Note on (velocity 1..127) or note off (velocity 0), same as the MIDI output",
+            continuous=False,
+        ),
+    )
+}
+
+EVENT_KIND_TO_OSC: dict[str, OscKind] = {
+    "pitch": "pitch",
+    "onset": "onset",
+    "dynamics": "dynamics",
+    "note_on": "note",
+    "note_off": "note",
+}
+"""Engine event kind to the OSC message that carries it."""
+
+
+def validate_prefix(prefix: str) -> str:
+    """Returns ``prefix`` if it is a usable OSC address prefix, else raises ValueError.
+
+    Pattern characters would make receivers treat our addresses as wildcards,
+    so only plain ``/word/word`` prefixes are accepted.
+    """
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise ValueError(
+            f"OSC prefix {prefix!r} must look like /word or /word/word "
+            "(letters, digits, _ . -; no trailing slash)"
+        )
+    return prefix
+
+
+def osc_address(prefix: str, input: int, n_inputs: int, kind: OscKind) -> str:
+    """The address of ``kind`` for ``input`` (1-based).
+
+    With one input the input number is left out (``/bridge/pitch``); with
+    several it follows the prefix (``/bridge/2/pitch``), so a receiver can
+    match one input or all of them with ``/bridge/*/pitch``.
+    """
+    if kind not in OSC_MESSAGES:
+        raise ValueError(f"unknown OSC message kind {kind!r}")
+    if not 1 <= input <= max(n_inputs, 1):
+        raise ValueError(f"input {input} out of range 1..{n_inputs}")
+    if n_inputs <= 1:
+        return f"{prefix}/{kind}"
+    return f"{prefix}/{input}/{kind}"
+
+
+def osc_reference_markdown(prefix: str = DEFAULT_OSC_PREFIX) -> str:
+    """The OSC address reference as one Markdown table, for the README and docs."""
+    validate_prefix(prefix)
+    rows = [
+        "| Address | With several inputs | Arguments | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for spec in OSC_MESSAGES.values():
+        rate = " Rate-limited (`--osc-rate`)." if spec.continuous else ""
+        rows.append(
+            f"| `{prefix}/{spec.kind}` | `{prefix}/<input>/{spec.kind}` "
+            f"| `{spec.signature}` | {spec.meaning}.{rate} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    # `python -m bridge.addresses` prints the table for pasting into docs.
+    print(osc_reference_markdown(), end="")

@@ -1,0 +1,280 @@
+"""Offline analysis: an audio file streamed through the engine, block by block.
+
+This is the same streaming path the live bridge uses, so a file analysed here
+gives the events the bridge would have produced for the same audio. Outputs are
+written to a temporary file beside the target and renamed only on success, so
+a failed run never leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import mido
+import numpy as np
+import soundfile as sf
+from rust_engine import Analyzer, EngineConfig, Event
+
+from bridge.errors import BridgeError
+
+MAX_BLOCK = 1 << 20
+"""Largest --block accepted: one block is held in memory at a time."""
+
+TICKS_PER_BEAT = 480
+TEMPO = mido.bpm2tempo(120)
+
+_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+class AnalysisError(BridgeError):
+    """The input cannot be analysed or an output cannot be written."""
+
+
+@dataclass(frozen=True)
+class Note:
+    """A note-on paired with its note-off; times in seconds."""
+
+    note: int
+    start: float
+    end: float
+    velocity: int
+
+    @property
+    def name(self) -> str:
+        """Scientific pitch name, MIDI 60 = "C4"."""
+        return note_name(self.note)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one analysis found, for the CLI's report."""
+
+    sample_rate: int
+    frames: int
+    channels: int
+    event_count: int
+    notes: list[Note]
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def note_name(midi: int) -> str:
+    """Scientific pitch name, MIDI 60 = "C4", 61 = "C#4"."""
+    return f"{_NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
+
+
+def load_engine_settings(path: Path) -> dict[str, Any]:
+    """The ``[engine]`` table of a TOML config file (other tables belong to the bridge)."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise AnalysisError(f"cannot read config '{path}': {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise AnalysisError(f"config '{path}' is not valid TOML: {e}") from None
+    engine = data.get("engine", {})
+    if not isinstance(engine, dict):
+        raise AnalysisError(f"config '{path}': 'engine' must be a table")
+    return engine
+
+
+def analyze_file(
+    path: Path,
+    *,
+    block: int = 1024,
+    settings: dict[str, Any] | None = None,
+    midi_out: Path | None = None,
+    events_out: Path | None = None,
+) -> Result:
+    """Streams ``path`` through a new Analyzer and writes the requested outputs.
+
+    The engine's sample rate is the file's; every other setting comes from
+    ``settings`` (the ``[engine]`` table layout) or the engine defaults. Raises
+    AnalysisError for unreadable input, bad settings or unwritable outputs.
+    """
+    if not 1 <= block <= MAX_BLOCK:
+        raise AnalysisError(f"--block must be from 1 to {MAX_BLOCK}, got {block}")
+    for out in (midi_out, events_out):
+        if out is not None and out.exists() and path.exists() and out.samefile(path):
+            raise AnalysisError(f"output '{out}' would overwrite the input")
+    if (
+        midi_out is not None
+        and events_out is not None
+        and midi_out.resolve() == events_out.resolve()
+    ):
+        raise AnalysisError("--midi and --events name the same file")
+
+    with _open_audio(path) as audio, ExitStack() as outputs:
+        if audio.frames == 0:
+            raise AnalysisError(f"'{path}' contains no audio")
+        config = _engine_config(settings, audio.samplerate)
+        events_file = outputs.enter_context(_AtomicFile(events_out)) if events_out else None
+        midi_file = outputs.enter_context(_AtomicFile(midi_out)) if midi_out else None
+
+        analyzer = Analyzer(config)
+        note_events: list[Event] = []
+        count = 0
+        for events in _stream(analyzer, audio, block):
+            count += len(events)
+            for event in events:
+                if event.kind in ("note_on", "note_off"):
+                    note_events.append(event)
+                if events_file is not None:
+                    events_file.write(json.dumps(event.to_dict(), allow_nan=False) + "\n")
+        if midi_file is not None:
+            midi_file.stream.close()
+            try:
+                _midi_file(note_events).save(midi_file.temp_path)
+            except OSError as e:
+                raise midi_file.error(e) from None
+        return Result(
+            audio.samplerate, audio.frames, audio.channels, count, pair_notes(note_events)
+        )
+
+
+def pair_notes(events: list[Event]) -> list[Note]:
+    """Pairs each note-on with the next note-off of the same note, in start order.
+
+    A note-on still open at the end (the engine's flush closes every note, so
+    this only happens on a truncated stream) is dropped.
+    """
+    open_notes: dict[int, list[Event]] = {}
+    notes = []
+    for event in sorted(events, key=_midi_order):
+        if event.kind == "note_on":
+            open_notes.setdefault(event.note, []).append(event)
+        elif open_notes.get(event.note):
+            on = open_notes[event.note].pop(0)
+            notes.append(Note(on.note, on.t, event.t, on.velocity))
+    return sorted(notes, key=lambda n: (n.start, n.note))
+
+
+def _midi_order(event: Event) -> tuple[int, int]:
+    # At equal positions a note-off goes first, so a repeated note re-triggers.
+    return (event.sample, 0 if event.kind == "note_off" else 1)
+
+
+def _midi_file(events: list[Event]) -> mido.MidiFile:
+    """A type-0 SMF at 120 bpm / 480 ticks per beat, one message per note event."""
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("set_tempo", tempo=TEMPO, time=0))
+    last_tick = 0
+    for event in sorted(events, key=_midi_order):
+        tick = round(mido.second2tick(event.t, TICKS_PER_BEAT, TEMPO))
+        if event.kind == "note_on":
+            msg = mido.Message("note_on", channel=0, note=event.note, velocity=event.velocity)
+        else:
+            msg = mido.Message("note_off", channel=0, note=event.note, velocity=0)
+        track.append(msg.copy(time=tick - last_tick))
+        last_tick = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    midi = mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT)
+    midi.tracks.append(track)
+    return midi
+
+
+def _engine_config(settings: dict[str, Any] | None, sample_rate: int) -> EngineConfig:
+    values = dict(settings or {})
+    values["sample_rate"] = sample_rate
+    try:
+        return EngineConfig(values)
+    except ValueError as e:
+        raise AnalysisError(f"engine config: {e}") from None
+
+
+def _open_audio(path: Path) -> sf.SoundFile:
+    if path.is_dir():
+        raise AnalysisError(f"'{path}' is a directory, not an audio file")
+    if not path.exists():
+        raise AnalysisError(f"'{path}' does not exist")
+    try:
+        if path.stat().st_size == 0:
+            raise AnalysisError(f"'{path}' is empty")
+        return sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        reason = getattr(e, "error_string", None) or getattr(e, "strerror", None) or str(e)
+        raise AnalysisError(f"cannot read '{path}' as audio: {reason.rstrip('.')}") from None
+
+
+def _stream(analyzer: Analyzer, audio: sf.SoundFile, block: int) -> Iterator[list[Event]]:
+    """Feeds the file in ``block``-frame pieces (channels averaged), then flushes."""
+    try:
+        for chunk in audio.blocks(blocksize=block, dtype="float32", always_2d=True):
+            if chunk.shape[1] == 1:
+                mono = np.ascontiguousarray(chunk[:, 0])
+            else:
+                mono = chunk.mean(axis=1, dtype=np.float32)
+            yield analyzer.process(mono)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AnalysisError(f"cannot read '{audio.name}': {e}") from None
+    yield analyzer.flush()
+
+
+class _AtomicFile:
+    """A text file written under a temporary name and renamed into place on success.
+
+    Only regular files are replaced: renaming over a device or a FIFO (say
+    /dev/null, as root) would destroy it, so such a target is refused. A
+    symlink to a regular file is followed, so the link stays a link.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.final = Path(os.path.realpath(target))
+        self.temp_path: Path
+        self.stream: IO[str]
+
+    def __enter__(self) -> _AtomicFile:
+        if self.final.is_dir():
+            raise self.error("it is a directory")
+        if self.final.exists() and not self.final.is_file():
+            raise self.error("not a regular file")
+        try:
+            fd, name = tempfile.mkstemp(
+                dir=self.final.parent, prefix=f".{self.final.name}.", suffix=".tmp"
+            )
+        except OSError as e:
+            raise self.error(e) from None
+        self.temp_path = Path(name)
+        self.stream = os.fdopen(fd, "w", encoding="utf-8")
+        return self
+
+    def write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+        except OSError as e:
+            raise self.error(e) from None
+
+    def error(self, reason: OSError | str) -> AnalysisError:
+        if isinstance(reason, OSError):
+            reason = reason.strerror or str(reason)
+        return AnalysisError(f"cannot write '{self.target}': {reason}")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.stream.close()
+            if exc_type is None:
+                os.chmod(self.temp_path, 0o666 & ~_umask())
+                os.replace(self.temp_path, self.final)
+        except OSError as e:
+            raise self.error(e) from None
+        finally:
+            # Gone already after a successful rename; otherwise the partial file goes.
+            self.temp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    # mkstemp creates 0600 files; give the final file the usual permissions.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,122 @@
+"""Keeps the bridge's audio inputs connected to the DAW ports the user named.
+
+The real-time client (Rust) owns the ports; this module is a second, plain
+JACK-Client client that only manages the graph. Port (un)registrations arrive
+on JACK's notification thread, where connecting is not allowed, so they just
+wake a worker thread that (re)connects.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import jack
+
+from bridge.errors import BridgeError
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compiles a --connect regular expression, as a BridgeError when it is invalid."""
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise BridgeError(f"bad --connect pattern '{pattern}': {e}") from None
+
+
+class PortWatcher:
+    """Connects JACK audio outputs whose names match `pattern` to the bridge's inputs.
+
+    With as many matching ports as inputs, the k-th match (in name order) feeds
+    ``in_k``; with more matches than inputs they are dealt out in turn, so a
+    stereo bus into one input is summed to mono by JACK. Ports that appear
+    later (a DAW started after the bridge, or back after a restart) are
+    connected as they appear.
+    """
+
+    def __init__(self, inputs: list[str], pattern: str | None, client_name: str = "daw-bridge-graph") -> None:
+        self._inputs = inputs
+        self._pattern = compile_pattern(pattern) if pattern else None
+        self._client = jack.Client(client_name, no_start_server=True)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.last_error: str | None = None
+        self._client.set_port_registration_callback(self._on_port_change, only_available=False)
+        self._client.activate()
+        self._worker = threading.Thread(target=self._run, name="daw-bridge-graph", daemon=True)
+        self._worker.start()
+        self._wake.set()
+
+    def _on_port_change(self, _port: jack.Port, _registered: bool) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.connect_matching()
+            except jack.JackError as e:
+                self.last_error = str(e)
+
+    def sources(self) -> list[str]:
+        """Names of the audio outputs that match the pattern, in name order."""
+        if self._pattern is None:
+            return []
+        ports = self._client.get_ports(is_audio=True, is_output=True)
+        own = {p.split(":", 1)[0] for p in self._inputs}
+        return sorted(p.name for p in ports if self._pattern.search(p.name) and p.name.split(":", 1)[0] not in own)
+
+    def connect_matching(self) -> None:
+        """Makes every planned connection that is missing."""
+        for i, source in enumerate(self.sources()):
+            target = self._inputs[i % len(self._inputs)]
+            try:
+                connected = {p.name for p in self._client.get_all_connections(source)}
+                if target not in connected:
+                    self._client.connect(source, target)
+            except jack.JackError as e:
+                # The port may vanish between listing and connecting; the next
+                # registration callback retries.
+                self.last_error = f"cannot connect {source} -> {target}: {e}"
+
+    def connections(self) -> list[tuple[str, str]]:
+        """Current (source, input) pairs feeding the bridge."""
+        pairs = []
+        for target in self._inputs:
+            try:
+                pairs += [(p.name, target) for p in self._client.get_all_connections(target)]
+            except jack.JackError:
+                continue
+        return pairs
+
+    def audio_outputs(self) -> list[str]:
+        """Every audio output in the graph except the bridge's own, for picking connections."""
+        own = {p.split(":", 1)[0] for p in self._inputs}
+        return sorted(
+            p.name for p in self._client.get_ports(is_audio=True, is_output=True) if p.name.split(":", 1)[0] not in own
+        )
+
+    def set_connection(self, source: str, target: str, connected: bool) -> None:
+        """Connects or disconnects one source to one bridge input (from the UI)."""
+        if target not in self._inputs:
+            raise BridgeError(f"unknown bridge input '{target}'")
+        try:
+            if connected:
+                self._client.connect(source, target)
+            else:
+                self._client.disconnect(source, target)
+        except jack.JackError as e:
+            raise BridgeError(f"cannot {'connect' if connected else 'disconnect'} {source} -> {target}: {e}") from None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=2)
+        try:
+            self._client.deactivate()
+            self._client.close()
+        except jack.JackError:
+            pass  # the server is gone already

@@ -1,0 +1,403 @@
+"""The live bridge: JACK in, MIDI and OSC out.
+
+The process callback lives in Rust (`rust_engine.LiveBridge`): it reads the
+inputs, runs the engines and writes JACK MIDI, and never blocks. Everything
+else happens here, on one dispatch thread that polls the callback's event ring
+every few milliseconds: OSC bundles, the MIDI take and event log, rtmidi
+output, the state the TUI shows, and recovery when the server goes away.
+Controls from the UI reach the dispatch thread through a queue, so only that
+thread ever touches the JACK client.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import rust_engine
+
+from bridge import addresses, jackd
+from bridge.connections import PortWatcher
+from bridge.errors import BridgeError
+from bridge.osc_out import OscSender
+from bridge.recorder import EventLog, TakeRecorder
+from bridge.rtmidi_out import RtMidiOut
+
+HISTORY_SECONDS = 10.0
+
+
+@dataclass
+class LiveOptions:
+    """Everything `daw-bridge run` can be told (config file and flags merged)."""
+
+    client_name: str = addresses.CLIENT_NAME
+    inputs: int = 1
+    connect: str | None = None
+    osc: list[tuple[str, int]] = field(default_factory=list)
+    osc_prefix: str = addresses.OSC_PREFIX
+    osc_rate: float = 100.0
+    bend_range: float = 0.0
+    midi_port: str | None = None
+    midi_api: str = "jack"
+    record_midi: Path | None = None
+    events: Path | None = None
+    engine: dict[str, Any] = field(default_factory=dict)
+    poll_ms: float = 5.0
+
+
+@dataclass
+class InputState:
+    """What the UI shows for one input."""
+
+    hz: float = 0.0
+    midi: float = 0.0
+    confidence: float = 0.0
+    voiced: bool = False
+    db: float = -120.0
+    peak_db: float = -120.0
+    envelope_db: float = -120.0
+    marking: str = "ppp"
+    note: int | None = None
+    onsets: int = 0
+    onset_times: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    last_onset: float = -1.0
+    history: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=4000))
+    notes: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=16))
+
+    def onset_rate(self, now: float) -> float:
+        """Onsets per second over the last 5 s of stream time."""
+        return sum(1 for t in self.onset_times if now - t <= 5.0) / 5.0
+
+    def copy(self) -> InputState:
+        return replace(
+            self,
+            onset_times=deque(self.onset_times, maxlen=64),
+            history=deque(self.history, maxlen=4000),
+            notes=deque(self.notes, maxlen=16),
+        )
+
+
+@dataclass
+class Snapshot:
+    """A consistent copy of the bridge's state, for the TUI and the status log."""
+
+    inputs: list[InputState]
+    stream_time: float
+    server: str
+    client: str
+    sample_rate: int
+    block_size: int
+    dsp_load: float
+    xruns: int
+    dropped_events: int
+    latency_ms: float | None
+    connections: list[tuple[str, str]]
+    osc: dict[str, Any]
+    osc_enabled: bool
+    midi_enabled: bool
+    recording: str | None
+    params: dict[str, float]
+    status: str
+    connected: bool
+
+
+class LiveRunner:
+    """Opens the JACK client, keeps it connected and fed, and survives server loss."""
+
+    def __init__(self, options: LiveOptions, config: rust_engine.EngineConfig) -> None:
+        self.options = options
+        self._config = config
+        self._server = jackd.default_server_name()
+        self._controls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards the UI-visible state only
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bridge: rust_engine.LiveBridge | None = None
+        self._watcher: PortWatcher | None = None
+        self._opened_at = 0.0  # wall time of the current client's stream start
+        self._started_at = 0.0  # wall time of the first client's stream start (event log origin)
+        self._take_started = 0.0
+        self._states = [InputState() for _ in range(options.inputs)]
+        self._latencies: deque[float] = deque(maxlen=32)
+        self._stream_time = 0.0
+        self._status = "starting"
+        self._stats: dict[str, Any] = {}
+        self._connections: list[tuple[str, str]] = []
+        self._midi_enabled = True
+        self._osc_enabled = True
+        c = config.to_dict()
+        self._params = {
+            "onset.delta": c["onset"]["delta"],
+            "notes.silence_db": c["notes"]["silence_db"],
+            "notes.min_confidence": c["notes"]["min_confidence"],
+        }
+        self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
+        self._rtmidi = RtMidiOut(options.midi_port, options.midi_api, options.client_name) if options.midi_port else None
+        self._take: TakeRecorder | None = None
+        self._log = EventLog(options.events, options.inputs) if options.events else None
+        self.on_notes: Callable[[int, str, int, int, float], None] | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        """Opens the client and starts dispatching; BridgeError when JACK is not there."""
+        if jackd.probe(self._server) is None:
+            raise BridgeError(
+                f"no JACK server '{self._server}' is running (start one, e.g. 'jackd -d dummy', or use 'make run')"
+            )
+        self._open(owed=[])
+        self._started_at = self._take_started = self._opened_at
+        if self.options.record_midi:
+            self._take = TakeRecorder(self.options.record_midi, self.options.inputs)
+        self._thread = threading.Thread(target=self._dispatch_loop, name="daw-bridge-dispatch", daemon=True)
+        self._thread.start()
+
+    def _open(self, owed: Sequence[tuple[int, int]]) -> None:
+        try:
+            bridge = rust_engine.LiveBridge(
+                self.options.client_name,
+                self.options.inputs,
+                self._config,
+                bend_range=self.options.bend_range,
+                owed_note_offs=list(owed),
+            )
+        except (RuntimeError, ValueError) as e:
+            raise BridgeError(str(e)) from None
+        for key, value in self._params.items():
+            bridge.set_param(key, value)
+        bridge.set_midi_enabled(self._midi_enabled)
+        self._opened_at = time.time()
+        inputs = [f"{bridge.name}:{addresses.input_port(k)}" for k in range(1, self.options.inputs + 1)]
+        try:
+            self._watcher = PortWatcher(inputs, self.options.connect, client_name=f"{bridge.name}-graph")
+        except Exception:
+            bridge.close()
+            raise
+        self._bridge = bridge
+        self._status = f"running as '{bridge.name}' at {bridge.sample_rate} Hz, {bridge.buffer_size} frames"
+
+    def stop(self) -> None:
+        """All notes off everywhere, files closed and valid, client closed."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._bridge is not None:
+            self._dispatch(self._bridge.close())
+            self._bridge = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+        end = self._stream_time
+        self._release_all(end)
+        if self._rtmidi is not None:
+            self._rtmidi.close()
+        if self._take is not None:
+            self._take.close(end + self._take_offset())
+            self._take = None
+        if self._log is not None:
+            self._log.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- controls (any thread) ---------------------------------------------
+
+    def control(self, action: Callable[[], None]) -> None:
+        """Runs `action` on the dispatch thread, the only one that touches the client."""
+        self._controls.put(action)
+
+    def set_param(self, key: str, value: float) -> None:
+        if key not in self._params:
+            raise BridgeError(f"'{key}' cannot be changed while running")
+        # Validate here so the UI hears about a bad value at once.
+        rust_engine.Analyzer(self._config).set_param(key, value)
+        self._params[key] = value
+        self.control(lambda: self._bridge.set_param(key, value) if self._bridge else None)
+
+    def set_midi_enabled(self, enabled: bool) -> None:
+        self._midi_enabled = enabled
+        self.control(lambda: self._bridge.set_midi_enabled(enabled) if self._bridge else None)
+
+    def set_osc_enabled(self, enabled: bool) -> None:
+        self._osc_enabled = enabled
+
+    def start_recording(self, path: Path) -> None:
+        """Starts a new MIDI take at `path` (the previous one is closed first)."""
+        recorder = TakeRecorder(path, self.options.inputs)
+
+        def swap() -> None:
+            if self._take is not None:
+                self._take.close(self._stream_time + self._take_offset())
+            self._take_started = time.time()
+            self._take = recorder
+
+        self.control(swap)
+
+    def stop_recording(self) -> None:
+        def close() -> None:
+            if self._take is not None:
+                self._take.close(self._stream_time + self._take_offset())
+                self._take = None
+
+        self.control(close)
+
+    def connect(self, source: str, input_number: int, connected: bool = True) -> None:
+        if self._watcher is None or self._bridge is None:
+            raise BridgeError("not connected to JACK")
+        self._watcher.set_connection(source, f"{self._bridge.name}:{addresses.input_port(input_number)}", connected)
+
+    def audio_outputs(self) -> list[str]:
+        return self._watcher.audio_outputs() if self._watcher else []
+
+    # -- state ---------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            latency = statistics.median(self._latencies) * 1000 if self._latencies else None
+            bridge = self._bridge
+            return Snapshot(
+                inputs=[s.copy() for s in self._states],
+                stream_time=self._stream_time,
+                server=self._server,
+                client=bridge.name if bridge else self.options.client_name,
+                sample_rate=bridge.sample_rate if bridge else 0,
+                block_size=self._stats.get("block_size", 0),
+                dsp_load=self._stats.get("dsp_load", 0.0),
+                xruns=self._stats.get("xruns", 0),
+                dropped_events=self._stats.get("dropped_events", 0),
+                latency_ms=latency,
+                connections=list(self._connections),
+                osc=self._osc.stats() if self._osc else {},
+                osc_enabled=self._osc_enabled,
+                midi_enabled=self._midi_enabled,
+                recording=str(self.options.record_midi) if self._take else None,
+                params=dict(self._params),
+                status=self._status,
+                connected=bridge is not None,
+            )
+
+    # -- dispatch thread -------------------------------------------------------
+
+    def _take_offset(self) -> float:
+        """Seconds from the take's start to the current client's stream start."""
+        return self._opened_at - self._take_started
+
+    def _dispatch_loop(self) -> None:
+        last_stats = 0.0
+        while not self._stop.wait(self.options.poll_ms / 1000):
+            while not self._controls.empty():
+                self._controls.get()()
+            bridge = self._bridge
+            if bridge is None:
+                continue
+            self._dispatch(bridge.poll())
+            now = time.monotonic()
+            if now - last_stats > 0.25:
+                last_stats = now
+                stats = bridge.stats()
+                stats["block_size"] = bridge.buffer_size
+                with self._lock:
+                    self._stats = stats
+                    self._connections = self._watcher.connections() if self._watcher else []
+            if bridge.server_lost:
+                self._recover()
+
+    def _frame_to_wall(self, frame: int) -> float:
+        bridge = self._bridge
+        if bridge is None:
+            return time.time()
+        age = (bridge.frame_time() - frame) & 0xFFFFFFFF
+        return time.time() - age / bridge.sample_rate
+
+    def _dispatch(self, events: list[rust_engine.Event]) -> None:
+        if not events:
+            return
+        self._update_state(events)
+        if self._take is not None:
+            self._take.add(events, self._take_offset())
+        if self._log is not None:
+            self._log.write(events, self._opened_at - self._started_at)
+        if self._rtmidi is not None:
+            self._rtmidi.send(events)
+        if self._osc is not None and self._osc_enabled:
+            block: list[rust_engine.Event] = []
+            for e in events:
+                if block and e.block_frame != block[0].block_frame:
+                    self._osc.send_block(block, self._frame_to_wall(block[0].block_frame))
+                    block = []
+                block.append(e)
+            self._osc.send_block(block, self._frame_to_wall(block[0].block_frame))
+
+    def _update_state(self, events: list[rust_engine.Event]) -> None:
+        with self._lock:
+            for e in events:
+                s = self._states[max(e.input, 1) - 1]
+                self._stream_time = max(self._stream_time, e.t)
+                if e.kind == "pitch":
+                    s.hz, s.midi, s.confidence, s.voiced = e.hz, e.midi, e.confidence, e.voiced
+                    s.history.append((e.t, e.midi if e.voiced else None))
+                elif e.kind == "dynamics":
+                    s.db, s.envelope_db, s.marking = e.db, e.envelope_db, e.marking
+                    # Peak hold, falling 0.05 dB a hop (~19 dB/s at 128-frame hops).
+                    s.peak_db = max(20 * math.log10(max(e.peak, 1e-6)), s.peak_db - 0.05)
+                elif e.kind == "onset":
+                    s.onsets += 1
+                    s.onset_times.append(e.t)
+                    s.last_onset = e.t
+                elif e.kind == "note_on":
+                    s.note = e.note
+                    s.notes.append((e.t, e.note, e.velocity))
+                    self._latencies.append((e.emit_sample - e.sample) / max(self._bridge.sample_rate, 1) if self._bridge else 0.0)
+                elif e.kind == "note_off" and s.note == e.note:
+                    s.note = None
+        if self.on_notes is not None:
+            for e in events:
+                if e.kind in ("note_on", "note_off"):
+                    self.on_notes(e.input, e.kind, e.note, e.velocity, e.t)
+
+    def _release_all(self, at: float) -> None:
+        """Closes notes the sinks still hold open (OSC note-offs, rtmidi, the take)."""
+        sounding = [(k + 1, s.note) for k, s in enumerate(self._states) if s.note is not None]
+        if self._osc is not None and self._osc_enabled and sounding:
+            self._osc.send_note_offs(sounding, time.time())
+        with self._lock:
+            for s in self._states:
+                s.note = None
+        if self._take is not None:
+            self._take.release_all(at + self._take_offset())
+
+    def _recover(self) -> None:
+        """The server went away: close what we can, wait for it, reopen, reconnect."""
+        bridge = self._bridge
+        assert bridge is not None
+        owed = [(k + 1, n) for k, n in enumerate(bridge.active_notes()) if n is not None]
+        self._dispatch(bridge.close())
+        self._release_all(self._stream_time)
+        self._bridge = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+        self._status = f"JACK server '{self._server}' lost; waiting for it to come back"
+        while not self._stop.wait(0.25):
+            if jackd.probe(self._server) is None:
+                continue
+            try:
+                self._open(owed)
+            except BridgeError as e:
+                self._status = f"JACK server back but reopening failed ({e}); retrying"
+                continue
+            # Stream times restart at 0 with the new client; keep the state's clock monotonic.
+            with self._lock:
+                self._stream_time = 0.0
+                for s in self._states:
+                    s.history.clear()
+            return

@@ -1,0 +1,1 @@
+rust_engine/rust_engine.pyi

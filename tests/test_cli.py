@@ -1,0 +1,299 @@
+"""`daw-bridge analyze` run as a user runs it: real WAV files in, MIDI and JSONL read back."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+# A short melody over two octaves, getting louder, with silence between the notes.
+MELODY = [(57, 0.15, 0.50, -20.0), (64, 0.60, 0.95, -12.0), (72, 1.05, 1.45, -6.0)]
+ONSET_TOL_S = 0.015
+OFFSET_TOL_S = 0.04
+
+
+@pytest.fixture(scope="module")
+def melody(synth):
+    """The melody's true notes and a renderer for it at any sample rate."""
+    notes = [synth.Note(m, start, end, 10 ** (db / 20)) for m, start, end, db in MELODY]
+    return notes, lambda rate: synth.render(notes, rate)
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int, subtype: str) -> Path:
+    sf.write(path, audio, rate, subtype=subtype)
+    return path
+
+
+def read_midi_notes(path: Path) -> list[tuple[int, float, float, int]]:
+    """(note, start s, end s, velocity) of every note in a MIDI file, in start order."""
+    midi = mido.MidiFile(path)
+    now, open_notes, notes = 0.0, {}, []
+    for msg in midi:  # iterating a MidiFile yields delta times in seconds
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            open_notes[msg.note] = (now, msg.velocity)
+        elif msg.type in ("note_off", "note_on"):
+            start, velocity = open_notes.pop(msg.note)
+            notes.append((msg.note, start, now, velocity))
+    assert not open_notes, f"notes never released: {open_notes}"
+    return sorted(notes, key=lambda n: n[1])
+
+
+def assert_melody(found: list[tuple[int, float, float, int]], truth) -> None:
+    assert [n[0] for n in found] == [t.midi for t in truth]
+    for (note, start, end, velocity), t in zip(found, truth, strict=True):
+        assert abs(start - t.start) <= ONSET_TOL_S, (note, start, t.start)
+        assert abs(end - t.end) <= OFFSET_TOL_S, (note, end, t.end)
+        assert 1 <= velocity <= 127
+    velocities = [n[3] for n in found]
+    assert velocities == sorted(velocities) and velocities[0] < velocities[-1], velocities
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("subtype", "rate"),
+    [("PCM_16", 48000), ("PCM_24", 48000), ("PCM_32", 48000), ("FLOAT", 48000), ("PCM_16", 44100)],
+)
+def test_formats_give_the_melody(cli, melody, tmp_path, subtype, rate):
+    truth, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(rate), rate, subtype)
+    out = tmp_path / "out.mid"
+    result = cli("analyze", wav, "--midi", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.count("\n") == 1 and "3 notes" in result.stdout
+    assert_melody(read_midi_notes(out), truth)
+
+
+def test_stereo_is_the_mean_of_its_channels(cli, melody, tmp_path):
+    _, render = melody
+    mono = render(48000)
+    paths = {
+        "mono": write_wav(tmp_path / "mono.wav", mono, 48000, "FLOAT"),
+        "same": write_wav(tmp_path / "same.wav", np.stack([mono, mono], axis=1), 48000, "FLOAT"),
+        "half": write_wav(
+            tmp_path / "half.wav", np.stack([mono, np.zeros_like(mono)], axis=1), 48000, "FLOAT"
+        ),
+        "cancel": write_wav(tmp_path / "cancel.wav", np.stack([mono, -mono], axis=1), 48000, "FLOAT"),
+    }
+    for name, path in paths.items():
+        result = cli("analyze", path, "--events", tmp_path / f"{name}.jsonl")
+        assert result.returncode == 0, result.stderr
+    events = {name: (tmp_path / f"{name}.jsonl").read_text() for name in paths}
+    assert events["same"] == events["mono"]
+
+    def notes(name: str) -> list[int]:
+        return [e["note"] for e in read_jsonl(tmp_path / f"{name}.jsonl") if e["type"] == "note_on"]
+
+    assert notes("half") == [57, 64, 72]
+    assert notes("cancel") == []
+
+
+def test_block_size_does_not_change_the_events(cli, melody, tmp_path):
+    _, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(48000), 48000, "PCM_24")
+    logs = []
+    for block in ("64", "1000", "1", "8192"):
+        out = tmp_path / f"events-{block}.jsonl"
+        result = cli("analyze", wav, "--events", out, "--block", block)
+        assert result.returncode == 0, result.stderr
+        logs.append(out.read_bytes())
+    assert logs[0] == logs[1] == logs[2] == logs[3]
+    assert len(logs[0].splitlines()) > 100
+
+
+def test_event_log_schema_and_midi_timing(cli, melody, tmp_path):
+    _, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(44100), 44100, "PCM_16")
+    events_path, midi_path = tmp_path / "ev.jsonl", tmp_path / "ev.mid"
+    result = cli("analyze", wav, "--events", events_path, "--midi", midi_path)
+    assert result.returncode == 0, result.stderr
+    events = read_jsonl(events_path)
+    fields = {
+        "pitch": {"t", "type", "hz", "midi", "confidence", "voiced"},
+        "onset": {"t", "type", "strength"},
+        "dynamics": {"t", "type", "rms", "peak", "db", "velocity", "envelope_db", "marking"},
+        "note_on": {"t", "type", "note", "velocity"},
+        "note_off": {"t", "type", "note"},
+    }
+    for event in events:
+        assert set(event) == fields[event["type"]], event
+        assert 0 <= event["t"] <= 2.0
+    for kind in fields:
+        assert any(e["type"] == kind for e in events), f"no {kind} event"
+    unvoiced = [e for e in events if e["type"] == "pitch" and not e["voiced"]]
+    assert unvoiced and all(e["hz"] == 0 for e in unvoiced)
+
+    # The MIDI file: type 0, 480 ticks per beat, 120 bpm, and each note event at exactly
+    # the tick of its `t` (ticks = seconds * 960 at this tempo).
+    midi = mido.MidiFile(midi_path)
+    assert (midi.type, midi.ticks_per_beat, len(midi.tracks)) == (0, 480, 1)
+    assert midi.tracks[0][0].type == "set_tempo" and midi.tracks[0][0].tempo == 500_000
+    ticks, messages = 0, []
+    for msg in midi.tracks[0]:
+        ticks += msg.time
+        if msg.type in ("note_on", "note_off"):
+            assert msg.channel == 0
+            messages.append((msg.type, msg.note, ticks))
+    logged = [e for e in events if e["type"] in ("note_on", "note_off")]
+    assert [(m[0], m[1]) for m in messages] == [(e["type"], e["note"]) for e in logged]
+    for (_, _, tick), event in zip(messages, logged, strict=True):
+        assert abs(tick - event["t"] * 960) <= 0.51, (tick, event)
+
+
+def test_prints_the_notes_without_outputs(cli, melody, tmp_path):
+    _, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(48000), 48000, "PCM_16")
+    result = cli("analyze", wav)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if not line.startswith(("#", " time"))]
+    rows = [r for r in rows if r and r[0] != "time_s"]
+    assert [r[1] for r in rows] == ["A3", "E4", "C5"]
+    for row, (_, start, end, _) in zip(rows, MELODY, strict=True):
+        assert abs(float(row[0]) - start) <= ONSET_TOL_S
+        assert abs(float(row[2]) - (end - start)) <= OFFSET_TOL_S + ONSET_TOL_S
+    assert list(tmp_path.iterdir()) == [wav]
+
+
+def test_config_file_sets_the_engine(cli, melody, tmp_path):
+    _, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(48000), 48000, "PCM_16")
+    config = tmp_path / "bridge.toml"
+    config.write_text("[engine]\nhop = 256\n\n[engine.pitch]\nfmin_hz = 50.0\n")
+    out = tmp_path / "ev.jsonl"
+    result = cli("analyze", wav, "--events", out, "--config", config)
+    assert result.returncode == 0, result.stderr
+    # One dynamics event per hop: the config's hop, at the file's rate.
+    times = [e["t"] for e in read_jsonl(out) if e["type"] == "dynamics"]
+    assert np.allclose(np.diff(times), 256 / 48000, atol=2e-6)
+    frames = len(render(48000))
+    assert len(times) in (frames // 256, -(-frames // 256))  # the flushed tail may count
+
+
+# --- every error path: exit 2, one line on stderr, no traceback, no file left behind ---
+
+
+def assert_clean_failure(result, out_dir: Path, keep: set[str]) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert result.stderr.startswith("daw-bridge: error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert {p.name for p in out_dir.iterdir()} == keep
+
+
+def bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is a text file, not audio\n" * 20)
+    no_frames = tmp_path / "noframes.wav"
+    sf.write(no_frames, np.zeros(0), 48000, subtype="PCM_16")
+    directory = tmp_path / "folder.wav"
+    directory.mkdir()
+    truncated = tmp_path / "header.wav"
+    truncated.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
+    return {
+        "missing": tmp_path / "missing.wav",
+        "empty": empty,
+        "text": text,
+        "zero-length": no_frames,
+        "directory": directory,
+        "truncated header": truncated,
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "empty", "text", "zero-length", "directory", "truncated header"]
+)
+def test_bad_input(cli, tmp_path, case):
+    inputs = bad_inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli("analyze", inputs[case], "--midi", out / "x.mid", "--events", out / "x.jsonl")
+    assert_clean_failure(result, out, set())
+
+
+def test_unwritable_outputs(cli, melody, tmp_path):
+    _, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(48000), 48000, "PCM_16")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_dir.mid").mkdir()
+    (out / "a_file").write_text("x")
+    os.mkfifo(out / "a_fifo")
+    targets = [
+        out / "a_fifo",  # not a regular file: never renamed over
+        out / "no" / "such" / "dir.mid",  # parent missing
+        out / "a_file" / "x.mid",  # parent is a file
+        out / "a_dir.mid",  # target is a directory
+    ]
+    if Path("/proc/self").is_dir():
+        targets.append(Path("/proc/daw-bridge-test.mid"))  # not writable even for root
+    for target in targets:
+        # The event log is opened first: its temporary file must be removed too.
+        result = cli("analyze", wav, "--events", out / "ok.jsonl", "--midi", target)
+        assert_clean_failure(result, out, {"a_dir.mid", "a_file", "a_fifo"})
+        assert str(target) in result.stderr
+    result = cli("analyze", wav, "--midi", wav)
+    assert_clean_failure(result, tmp_path, {"in.wav", "out"})
+
+
+def test_output_through_a_symlink_keeps_the_link(cli, melody, tmp_path):
+    _, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(48000), 48000, "PCM_16")
+    real = tmp_path / "real.mid"
+    real.write_text("old")
+    link = tmp_path / "link.mid"
+    link.symlink_to(real)
+    result = cli("analyze", wav, "--midi", link)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink()
+    assert [n[0] for n in read_midi_notes(real)] == [57, 64, 72]
+
+
+@pytest.mark.parametrize("block", ["0", "-5", "abc", "1.5", str(2**21), ""])
+def test_bad_block(cli, melody, tmp_path, block):
+    _, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(48000), 48000, "PCM_16")
+    result = cli("analyze", wav, "--block", block, "--events", tmp_path / "x.jsonl")
+    assert_clean_failure(result, tmp_path, {"in.wav"})
+    assert "--block" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read config"),
+        ("[engine\nhop = ", "not valid TOML"),
+        ("[engine]\nhop = 0\n", "hop"),
+        ("[engine.pitch]\nfoo = 1\n", "foo"),
+        ("engine = 3\n", "table"),
+    ],
+)
+def test_bad_config(cli, melody, tmp_path, content, message):
+    _, render = melody
+    wav = write_wav(tmp_path / "in.wav", render(48000), 48000, "PCM_16")
+    config = tmp_path / "bad.toml"
+    if content is not None:
+        config.write_text(content)
+    result = cli("analyze", wav, "--config", config, "--midi", tmp_path / "x.mid")
+    keep = {"in.wav"} | ({"bad.toml"} if content is not None else set())
+    assert_clean_failure(result, tmp_path, keep)
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["analyze"], ["analyse", "x.wav"], ["analyze", "x.wav", "--bogus"]]
+)
+def test_usage_errors(cli, tmp_path, args):
+    result = cli(*args, cwd=tmp_path)
+    assert_clean_failure(result, tmp_path, set())

@@ -1,0 +1,1 @@
+"""The Textual terminal UI that monitors and steers a running daw-bridge."""
