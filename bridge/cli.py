@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time audio to MIDI/OSC bridge: pitch, onsets and dynamics of a DAW bus.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
     _add_analyze(commands)
+    _add_config(commands)
     return parser
 
 
@@ -124,6 +126,84 @@ def _run_analyze(args: argparse.Namespace) -> int:
     for n in result.notes:
         print(f"{n.start:8.3f}  {n.name:<4}  {n.end - n.start:7.3f}  {n.velocity:3d}")
     return 0
+
+
+def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
+    p = commands.add_parser(
+        "run",
+        help="run the live bridge on JACK",
+        description=(
+            "Registers a JACK client with audio inputs in_1..in_N and a MIDI output midi_out, "
+            "analyses every period and sends notes as MIDI and onsets, dynamics, pitch and notes "
+            "as OSC. Flags override the config file. Stops on Ctrl-C or SIGTERM with every note "
+            "closed and every file valid."
+        ),
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (see 'daw-bridge config --print-default')")
+    p.add_argument("--name", metavar="NAME", help="JACK client name (default daw-bridge)")
+    p.add_argument("--inputs", type=int, metavar="N", help="number of mono inputs, 1..16 (default 1)")
+    p.add_argument("--connect", metavar="REGEX", help="connect JACK outputs matching REGEX to the inputs, also when they appear later")
+    p.add_argument("--osc", action="append", metavar="HOST:PORT", help="send OSC here (repeatable)")
+    p.add_argument("--osc-prefix", metavar="PREFIX", help="OSC address prefix (default /bridge)")
+    p.add_argument("--osc-rate", type=float, metavar="HZ", help="most pitch/dynamics messages per second per input (default 100)")
+    p.add_argument("--bend", type=float, nargs="?", const=2.0, metavar="SEMITONES", help="send pitch bend for the cents deviation, range in semitones (default 2)")
+    p.add_argument("--midi-port", metavar="NAME", help="also send notes to this rtmidi port ('virtual' for a port of our own)")
+    p.add_argument("--midi-api", choices=("jack", "alsa"), help="MIDI system for --midi-port (default jack)")
+    p.add_argument("--record-midi", type=Path, metavar="FILE.mid", help="record the take as a MIDI file (placed at detected onsets)")
+    p.add_argument("--events", type=Path, metavar="FILE.jsonl", help="log every event as JSON lines (the schema of 'analyze')")
+    p.add_argument("--tui", action="store_true", help="show the terminal UI (needs a terminal)")
+    p.add_argument("--control-port", type=int, metavar="PORT", help="serve state and controls on 127.0.0.1:PORT for 'daw-bridge tui'")
+    p.add_argument("--demo", type=Path, metavar="AUDIO", help="start a dummy JACK server if none runs and loop AUDIO into the bridge")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
+    p.set_defaults(handler=_run_live)
+
+
+def _add_config(commands: argparse._SubParsersAction[_Parser]) -> None:
+    p = commands.add_parser("config", help="print or check a configuration file")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--print-default", action="store_true", help="print the default configuration, commented")
+    group.add_argument("--check", type=Path, metavar="FILE", help="check FILE and report the first problem")
+    p.set_defaults(handler=_run_config)
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    from bridge import config
+
+    if args.print_default:
+        print(config.default_toml(), end="")
+        return 0
+    config.load(args.check)
+    print(f"{args.check}: ok")
+    return 0
+
+
+# (flag attribute, config key) for every flag that overrides a config setting.
+_FLAG_KEYS = [
+    ("name", "bridge.client_name"),
+    ("inputs", "bridge.inputs"),
+    ("connect", "bridge.connect"),
+    ("bend", "bridge.bend_range"),
+    ("midi_port", "bridge.midi_port"),
+    ("midi_api", "bridge.midi_api"),
+    ("record_midi", "bridge.record_midi"),
+    ("events", "bridge.events"),
+    ("osc", "osc.targets"),
+    ("osc_prefix", "osc.prefix"),
+    ("osc_rate", "osc.rate_hz"),
+]
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    from bridge import config, live
+
+    settings = config.load(args.config)
+    for attr, key in _FLAG_KEYS:
+        value = getattr(args, attr)
+        if value is not None:
+            flag = "--" + key.split(".")[1].replace("_", "-")
+            config.set_value(settings, key, str(value) if isinstance(value, Path) else value, where=f"{flag}: ")
+    options = live.options_from_settings(settings)
+    return live.run(options, settings["engine"], tui=args.tui, demo=args.demo, duration=args.duration, control_port=args.control_port)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import rust_engine
 
 from bridge import addresses
 from bridge.errors import BridgeError
+from bridge.osc_out import parse_target
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,13 @@ def _regex(v: Any) -> str | None:
 
 
 def _osc_prefix(v: Any) -> str | None:
-    ok = isinstance(v, str) and re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", v) is not None
-    return None if ok else "must look like /name or /name/sub (letters, digits, _ . -)"
+    if not isinstance(v, str):
+        return "must be a string"
+    try:
+        addresses.validate_prefix(v)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _targets(v: Any) -> str | None:
@@ -92,20 +98,10 @@ SETTINGS = [
     Setting("bridge.record_midi", "", "record the take to this MIDI file; \"\" records nothing", _text),
     Setting("bridge.events", "", "log every event to this JSON-lines file; \"\" logs nothing", _text),
     Setting("osc.targets", [], 'where OSC goes: ["127.0.0.1:9000", "192.168.1.20:7000"]', _targets),
-    Setting("osc.prefix", addresses.OSC_PREFIX, "address prefix: /bridge/pitch, /bridge/onset, ...", _osc_prefix),
+    Setting("osc.prefix", addresses.DEFAULT_OSC_PREFIX, "address prefix: /bridge/pitch, /bridge/onset, ...", _osc_prefix),
     Setting("osc.rate_hz", 100.0, "most pitch and dynamics messages per second per input (onsets and notes are never dropped)", _float_range(1.0, 1000.0)),
 ]
 _BY_KEY = {s.key: s for s in SETTINGS}
-
-
-def parse_target(text: str) -> tuple[str, int]:
-    """'HOST:PORT' to (host, port), with a ValueError that says what is wrong."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"OSC target '{text}' must be HOST:PORT")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"OSC target '{text}': port must be 1..65535")
-    return host.strip("[]"), int(port)
 
 
 def load(path: Path | None) -> dict[str, Any]:

@@ -12,8 +12,11 @@ thread ever touches the JACK client.
 from __future__ import annotations
 
 import math
+import os
 import queue
+import signal
 import statistics
+import sys
 import threading
 import time
 from collections import deque
@@ -27,8 +30,8 @@ import rust_engine
 from bridge import addresses, jackd
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
-from bridge.osc_out import OscSender
-from bridge.recorder import EventLog, TakeRecorder
+from bridge.osc_out import OscSender, parse_target
+from bridge.recorder import EventLog, TakeRecorder, check_output_dir
 from bridge.rtmidi_out import RtMidiOut
 
 HISTORY_SECONDS = 10.0
@@ -42,7 +45,7 @@ class LiveOptions:
     inputs: int = 1
     connect: str | None = None
     osc: list[tuple[str, int]] = field(default_factory=list)
-    osc_prefix: str = addresses.OSC_PREFIX
+    osc_prefix: str = addresses.DEFAULT_OSC_PREFIX
     osc_rate: float = 100.0
     bend_range: float = 0.0
     midi_port: str | None = None
@@ -123,8 +126,7 @@ class LiveRunner:
         self._bridge: rust_engine.LiveBridge | None = None
         self._watcher: PortWatcher | None = None
         self._opened_at = 0.0  # wall time of the current client's stream start
-        self._started_at = 0.0  # wall time of the first client's stream start (event log origin)
-        self._take_started = 0.0
+        self._take_started = 0.0  # wall time of the current take's start
         self._states = [InputState() for _ in range(options.inputs)]
         self._latencies: deque[float] = deque(maxlen=32)
         self._stream_time = 0.0
@@ -153,10 +155,10 @@ class LiveRunner:
             raise BridgeError(
                 f"no JACK server '{self._server}' is running (start one, e.g. 'jackd -d dummy', or use 'make run')"
             )
-        self._open(owed=[])
-        self._started_at = self._take_started = self._opened_at
         if self.options.record_midi:
             self._take = TakeRecorder(self.options.record_midi, self.options.inputs)
+        self._open(owed=[])
+        self._take_started = self._opened_at
         self._thread = threading.Thread(target=self._dispatch_loop, name="daw-bridge-dispatch", daemon=True)
         self._thread.start()
 
@@ -195,15 +197,16 @@ class LiveRunner:
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
-        end = self._stream_time
-        self._release_all(end)
+        self._release_all()
+        if self._osc is not None:
+            self._osc.close()
         if self._rtmidi is not None:
             self._rtmidi.close()
-        if self._take is not None:
-            self._take.close(end + self._take_offset())
-            self._take = None
         if self._log is not None:
             self._log.close()
+        if self._take is not None:
+            take, self._take = self._take, None
+            take.close(self._stream_time)  # RecordingError reaches the caller: the take is lost
 
     @property
     def running(self) -> bool:
@@ -231,24 +234,28 @@ class LiveRunner:
         self._osc_enabled = enabled
 
     def start_recording(self, path: Path) -> None:
-        """Starts a new MIDI take at `path` (the previous one is closed first)."""
-        recorder = TakeRecorder(path, self.options.inputs)
+        """Starts a new MIDI take at `path` (a take in progress is closed first)."""
+        check_output_dir(Path(os.path.realpath(path)))  # a bad path fails now, in the caller's thread
+        self.options.record_midi = path
 
         def swap() -> None:
-            if self._take is not None:
-                self._take.close(self._stream_time + self._take_offset())
+            self._close_take()
+            self._take = TakeRecorder(path, self.options.inputs, start_t=self._stream_time)
             self._take_started = time.time()
-            self._take = recorder
 
         self.control(swap)
 
     def stop_recording(self) -> None:
-        def close() -> None:
-            if self._take is not None:
-                self._take.close(self._stream_time + self._take_offset())
-                self._take = None
+        self.control(self._close_take)
 
-        self.control(close)
+    def _close_take(self) -> None:
+        if self._take is None:
+            return
+        take, self._take = self._take, None
+        try:
+            take.close(self._stream_time)
+        except BridgeError as e:
+            self._status = str(e)
 
     def connect(self, source: str, input_number: int, connected: bool = True) -> None:
         if self._watcher is None or self._bridge is None:
@@ -287,10 +294,6 @@ class LiveRunner:
 
     # -- dispatch thread -------------------------------------------------------
 
-    def _take_offset(self) -> float:
-        """Seconds from the take's start to the current client's stream start."""
-        return self._opened_at - self._take_started
-
     def _dispatch_loop(self) -> None:
         last_stats = 0.0
         while not self._stop.wait(self.options.poll_ms / 1000):
@@ -299,7 +302,10 @@ class LiveRunner:
             bridge = self._bridge
             if bridge is None:
                 continue
-            self._dispatch(bridge.poll())
+            events = bridge.poll()
+            self._dispatch(events)
+            if not events and self._osc is not None and self._osc_enabled:
+                self._osc.send_block([], time.time())  # lets rate-limited values out
             now = time.monotonic()
             if now - last_stats > 0.25:
                 last_stats = now
@@ -323,19 +329,18 @@ class LiveRunner:
             return
         self._update_state(events)
         if self._take is not None:
-            self._take.add(events, self._take_offset())
+            self._take.add(events)
         if self._log is not None:
-            self._log.write(events, self._opened_at - self._started_at)
+            self._log.write(events)
         if self._rtmidi is not None:
             self._rtmidi.send(events)
         if self._osc is not None and self._osc_enabled:
-            block: list[rust_engine.Event] = []
-            for e in events:
-                if block and e.block_frame != block[0].block_frame:
-                    self._osc.send_block(block, self._frame_to_wall(block[0].block_frame))
-                    block = []
-                block.append(e)
-            self._osc.send_block(block, self._frame_to_wall(block[0].block_frame))
+            # One bundle per JACK period, stamped with the period's time.
+            start = 0
+            for i in range(1, len(events) + 1):
+                if i == len(events) or events[i].block_frame != events[start].block_frame:
+                    self._osc.send_block(events[start:i], self._frame_to_wall(events[start].block_frame))
+                    start = i
 
     def _update_state(self, events: list[rust_engine.Event]) -> None:
         with self._lock:
@@ -364,16 +369,17 @@ class LiveRunner:
                 if e.kind in ("note_on", "note_off"):
                     self.on_notes(e.input, e.kind, e.note, e.velocity, e.t)
 
-    def _release_all(self, at: float) -> None:
-        """Closes notes the sinks still hold open (OSC note-offs, rtmidi, the take)."""
+    def _release_all(self) -> None:
+        """Note-offs for notes the sinks still hold (OSC receivers, the take) when
+        the engine that would have closed them is gone."""
         sounding = [(k + 1, s.note) for k, s in enumerate(self._states) if s.note is not None]
-        if self._osc is not None and self._osc_enabled and sounding:
+        if self._osc is not None and sounding:
             self._osc.send_note_offs(sounding, time.time())
         with self._lock:
             for s in self._states:
                 s.note = None
         if self._take is not None:
-            self._take.release_all(at + self._take_offset())
+            self._take.notes_off()
 
     def _recover(self) -> None:
         """The server went away: close what we can, wait for it, reopen, reconnect."""
@@ -381,7 +387,7 @@ class LiveRunner:
         assert bridge is not None
         owed = [(k + 1, n) for k, n in enumerate(bridge.active_notes()) if n is not None]
         self._dispatch(bridge.close())
-        self._release_all(self._stream_time)
+        self._release_all()
         self._bridge = None
         if self._watcher is not None:
             self._watcher.close()
@@ -395,9 +401,126 @@ class LiveRunner:
             except BridgeError as e:
                 self._status = f"JACK server back but reopening failed ({e}); retrying"
                 continue
-            # Stream times restart at 0 with the new client; keep the state's clock monotonic.
+            # The new client's stream starts at t = 0.
             with self._lock:
                 self._stream_time = 0.0
                 for s in self._states:
                     s.history.clear()
+            if self._take is not None:
+                self._take.begin_stream(self._opened_at - self._take_started)
             return
+
+
+def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
+    """LiveOptions from checked config settings (bridge.config.load plus flags)."""
+    b, o = settings["bridge"], settings["osc"]
+    return LiveOptions(
+        client_name=b["client_name"],
+        inputs=b["inputs"],
+        connect=b["connect"] or None,
+        osc=[parse_target(t) for t in o["targets"]],
+        osc_prefix=o["prefix"],
+        osc_rate=float(o["rate_hz"]),
+        bend_range=float(b["bend_range"]),
+        midi_port=b["midi_port"] or None,
+        midi_api=b["midi_api"],
+        record_midi=Path(b["record_midi"]) if b["record_midi"] else None,
+        events=Path(b["events"]) if b["events"] else None,
+        engine=settings["engine"],
+    )
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(
+    options: LiveOptions,
+    engine: dict[str, Any],
+    *,
+    tui: bool = False,
+    demo: Path | None = None,
+    duration: float | None = None,
+    control_port: int | None = None,
+) -> int:
+    """`daw-bridge run`: runs until Ctrl-C, SIGTERM or `duration`, then closes
+    every note and file. With `demo`, starts a dummy JACK server if none runs
+    and loops that recording into the bridge."""
+    from bridge.player import Player, load_mono
+
+    try:
+        config = rust_engine.EngineConfig(engine)
+    except ValueError as e:
+        raise BridgeError(f"engine.{e}") from None
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    server: jackd.JackServer | None = None
+    player: Player | None = None
+    runner: LiveRunner | None = None
+    control = None
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    try:
+        if demo is not None:
+            try:
+                server = jackd.start(die_with_parent=True)
+            except jackd.JackdError as e:
+                raise BridgeError(str(e)) from None
+        runner = LiveRunner(options, config)
+        runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
+        runner.start()
+        snapshot = runner.snapshot()
+        print(f"daw-bridge: {snapshot.status} on JACK server '{snapshot.server}'", file=sys.stderr)
+        if demo is not None:
+            player = Player(f"{snapshot.client}-demo", load_mono(demo, snapshot.sample_rate), loop=True)
+            player.start([f"{snapshot.client}:{addresses.input_port(k)}" for k in range(1, options.inputs + 1)])
+        if control_port is not None:
+            from tui.remote import ControlServer
+
+            control = ControlServer(runner, port=control_port)
+        if tui and sys.stdin.isatty() and sys.stdout.isatty():
+            from tui.app import BridgeApp
+
+            runner.on_notes = None
+            BridgeApp(runner).run()
+        else:
+            _live_log(runner, lines, duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if control is not None:
+            control.close()
+        if player is not None:
+            player.close()
+        if runner is not None:
+            runner.stop()
+            _drain_lines(lines)
+            snapshot = runner.snapshot()
+            print(f"daw-bridge: stopped; {snapshot.xruns} xruns", file=sys.stderr)
+        if server is not None and server.owned:
+            server.stop()
+    return 0
+
+
+def _note_line(k: int, kind: str, note: int, velocity: int, t: float) -> str:
+    from bridge.analyze import note_name
+
+    what = f"on  {note_name(note):<4} vel {velocity:3d}" if kind == "note_on" else f"off {note_name(note):<4}"
+    return f"{t:9.3f}  in_{k}  {what}"
+
+
+def _drain_lines(lines: queue.SimpleQueue[str]) -> None:
+    while not lines.empty():
+        print(lines.get(), flush=True)
+
+
+def _live_log(runner: LiveRunner, lines: queue.SimpleQueue[str], duration: float | None) -> None:
+    """Prints notes as they are sent and status changes, from the main thread."""
+    end = time.monotonic() + duration if duration is not None else None
+    status = runner.snapshot().status
+    while end is None or time.monotonic() < end:
+        time.sleep(0.05)
+        _drain_lines(lines)
+        now = runner.snapshot().status
+        if now != status:
+            status = now
+            print(f"daw-bridge: {status}", file=sys.stderr, flush=True)

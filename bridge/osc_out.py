@@ -181,9 +181,22 @@ class OscSender:
             if self._last_interval.get(key) != interval:
                 self._last_interval[key] = interval
                 messages.append(self._message(self._pending.pop(key), *key))
+        self._send(messages, timetag)
+
+    def send_note_offs(self, notes: Sequence[tuple[int, int]], timetag: float) -> None:
+        """Sends note-offs (velocity 0) for (input, note) pairs whose engine is gone,
+        e.g. after a server loss, so receivers do not hold a note forever."""
+        messages = []
+        for input_, note in notes:
+            builder = OscMessageBuilder(osc_address(self.prefix, input_, self.n_inputs, "note"))
+            builder.add_arg(note, "i")
+            builder.add_arg(0, "i")
+            messages.append(builder.build())
+        self._send(messages, timetag)
+
+    def _send(self, messages: list[OscMessage], timetag: float) -> None:
         if not messages:
             return
-
         builder = OscBundleBuilder(timetag)  # type: ignore[arg-type]  # float seconds, as documented
         for message in messages:
             builder.add_content(message)
