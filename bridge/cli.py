@@ -200,8 +200,8 @@ def _run_live(args: argparse.Namespace) -> int:
     for attr, key in _FLAG_KEYS:
         value = getattr(args, attr)
         if value is not None:
-            flag = "--" + key.split(".")[1].replace("_", "-")
-            config.set_value(settings, key, str(value) if isinstance(value, Path) else value, where=f"{flag}: ")
+            flag = "--" + attr.replace("_", "-")
+            config.set_value(settings, key, str(value) if isinstance(value, Path) else value, label=flag)
     options = live.options_from_settings(settings)
     return live.run(options, settings["engine"], tui=args.tui, demo=args.demo, duration=args.duration, control_port=args.control_port)
 

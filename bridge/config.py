@@ -138,14 +138,15 @@ def load(path: Path | None) -> dict[str, Any]:
     return out
 
 
-def set_value(settings: dict[str, Any], key: str, value: Any, where: str = "") -> None:
-    """Checks and sets one [bridge] / [osc] value; BridgeError names the key."""
+def set_value(settings: dict[str, Any], key: str, value: Any, where: str = "", label: str | None = None) -> None:
+    """Checks and sets one [bridge] / [osc] value; BridgeError names the key
+    (or `label`, e.g. the command-line flag that gave the value)."""
     setting = _BY_KEY.get(key)
     if setting is None:
         raise BridgeError(f"{where}unknown key '{key}'")
     problem = setting.check(value)
     if problem:
-        raise BridgeError(f"{where}{key}: {problem}")
+        raise BridgeError(f"{where}{label or key}: {problem}")
     section, name = key.split(".")
     settings[section][name] = value
 

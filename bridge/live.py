@@ -321,8 +321,10 @@ class LiveRunner:
         bridge = self._bridge
         if bridge is None:
             return time.time()
-        age = (bridge.frame_time() - frame) & 0xFFFFFFFF
-        return time.time() - age / bridge.sample_rate
+        # Frame times wrap at 2**32; the dummy driver's estimate of "now" can
+        # even trail the period's start slightly, so read the difference as signed.
+        age = ((bridge.frame_time() - frame + 2**31) & 0xFFFFFFFF) - 2**31
+        return time.time() - max(age, 0) / bridge.sample_rate
 
     def _dispatch(self, events: list[rust_engine.Event]) -> None:
         if not events:
@@ -457,6 +459,7 @@ def run(
     player: Player | None = None
     runner: LiveRunner | None = None
     control = None
+    started = False
     lines: queue.SimpleQueue[str] = queue.SimpleQueue()
     try:
         if demo is not None:
@@ -467,6 +470,7 @@ def run(
         runner = LiveRunner(options, config)
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
         runner.start()
+        started = True
         snapshot = runner.snapshot()
         print(f"daw-bridge: {snapshot.status} on JACK server '{snapshot.server}'", file=sys.stderr)
         if demo is not None:
@@ -494,8 +498,8 @@ def run(
         if runner is not None:
             runner.stop()
             _drain_lines(lines)
-            snapshot = runner.snapshot()
-            print(f"daw-bridge: stopped; {snapshot.xruns} xruns", file=sys.stderr)
+            if started:
+                print(f"daw-bridge: stopped; {runner.snapshot().xruns} xruns", file=sys.stderr)
         if server is not None and server.owned:
             server.stop()
     return 0

@@ -118,7 +118,8 @@ class LiveBridge:
     another. Connections are the caller's job.
 
     ``owed_note_offs`` lists (input, note) pairs left sounding by a previous
-    client (e.g. before a server loss); they are sent in the first cycle.
+    client (e.g. before a server loss); they are sent in the first cycle in
+    which ``midi_out`` is connected to something.
     Raises ``RuntimeError`` when no server can be reached and ``ValueError``
     for bad settings.
     """

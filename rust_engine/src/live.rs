@@ -36,8 +36,10 @@ pub enum ControlMsg {
     Set(LiveParam, f32),
     /// Enable or mute MIDI output; muting sends note-offs for sounding notes.
     Midi(bool),
-    /// Close every open note (engine and MIDI), e.g. before stopping.
+    /// Close every open note (engine and MIDI).
     AllNotesOff,
+    /// Close every open note and stop analysing: the client is about to go.
+    Finish,
 }
 
 /// No note sounding, in `Shared::active`.
@@ -101,7 +103,9 @@ struct Processor {
     bend_range: f32,
     last_bend: Vec<u16>,
     midi_enabled: bool,
-    /// Note-offs owed from before a server loss, sent in the first cycle.
+    /// Set by `Finish`: no more analysis, so no note can start after the last note-off.
+    finished: bool,
+    /// Note-offs owed from before a server loss, sent once `midi_out` is connected.
     owed_offs: Vec<(u8, u8)>,
     tx: Producer<LiveEvent>,
     rx: Consumer<ControlMsg>,
@@ -144,7 +148,8 @@ impl Processor {
                 }
                 self.midi_enabled = on;
             }
-            ControlMsg::AllNotesOff => {
+            ControlMsg::AllNotesOff | ControlMsg::Finish => {
+                self.finished |= msg == ControlMsg::Finish;
                 for k in 0..self.engines.len() {
                     self.events.clear();
                     self.engines[k].all_notes_off(&mut self.events);
@@ -207,15 +212,22 @@ impl ProcessHandler for Processor {
         let n = ps.n_frames();
         let frame0 = ps.last_frame_time();
         self.outgoing.clear();
-        for i in 0..self.owed_offs.len() {
-            let (channel, note) = self.owed_offs[i];
-            self.queue_midi(0, [0x80 | channel, note, 0], 3);
+        // Owed note-offs wait for a listener: right after a server restart
+        // nothing is connected yet, and JACK MIDI to no one is lost.
+        if !self.owed_offs.is_empty() && self.midi.connected_count().unwrap_or(0) > 0 {
+            for i in 0..self.owed_offs.len() {
+                let (channel, note) = self.owed_offs[i];
+                self.queue_midi(0, [0x80 | channel, note, 0], 3);
+            }
+            self.owed_offs.clear();
         }
-        self.owed_offs.clear();
         while let Ok(msg) = self.rx.pop() {
             self.apply_control(msg, frame0);
         }
         for k in 0..self.engines.len() {
+            if self.finished {
+                break;
+            }
             let start = self.engines[k].position();
             self.events.clear();
             let samples = self.inputs[k].as_slice(ps);
@@ -328,6 +340,7 @@ impl LiveBridge {
             bend_range: cfg.bend_range,
             last_bend: vec![BEND_CENTRE; cfg.inputs],
             midi_enabled: true,
+            finished: false,
             owed_offs,
             tx,
             rx,
@@ -381,7 +394,7 @@ impl LiveBridge {
         }
         if !self.server_lost() {
             let before = self.shared.notes_off_done.load(Ordering::Acquire);
-            if self.send(ControlMsg::AllNotesOff) {
+            if self.send(ControlMsg::Finish) {
                 let deadline = Instant::now() + std::time::Duration::from_millis(500);
                 while self.shared.notes_off_done.load(Ordering::Acquire) == before
                     && Instant::now() < deadline

@@ -1,0 +1,267 @@
+"""The live bridge end to end on a real dummy jackd: `daw-bridge run` in its
+own process, a JACK player client in the test playing a melody into it and
+recording its MIDI output, a real OSC receiver, and the take files read back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+
+from bridge.player import Player
+from conftest import CLI
+
+pytest_plugins = ["jack_fixtures"]
+
+SR = 48_000
+MELODY = [60, 64, 67, 72, 67]
+
+
+def harmonic(midi: int, seconds: float, amp: float = 0.3) -> np.ndarray:
+    hz = 440.0 * 2 ** ((midi - 69) / 12)
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(np.sin(2 * np.pi * hz * h * t) / h for h in range(1, 6))
+    env = np.clip(np.minimum(t / 0.005, (seconds - t) / 0.02), 0, 1)
+    return (amp * env * x).astype(np.float32)
+
+
+def melody_audio(notes: list[int], note_s: float = 0.25, gap_s: float = 0.15) -> tuple[np.ndarray, list[int]]:
+    """The audio and each note's start sample."""
+    parts, starts, pos = [np.zeros(int(0.2 * SR), np.float32)], [], int(0.2 * SR)
+    for n in notes:
+        starts.append(pos)
+        tone = harmonic(n, note_s)
+        parts += [tone, np.zeros(int(gap_s * SR), np.float32)]
+        pos += len(tone) + int(gap_s * SR)
+    parts.append(np.zeros(int(0.3 * SR), np.float32))
+    return np.concatenate(parts), starts
+
+
+class OscCapture:
+    """A UDP socket on 127.0.0.1 that keeps every datagram (bundles parsed later)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.datagrams.append(self.sock.recv(65536))
+            except TimeoutError:
+                continue
+
+    def close(self) -> list[OscBundle]:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+        return [OscBundle(d) for d in self.datagrams]
+
+
+def start_bridge(server, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*CLI, "run", *args],
+        env=server.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"bridge exited early: {proc.stderr.read()}")
+        if _port_exists(server, "daw-bridge:midi_out"):
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("bridge did not register its ports")
+
+
+def _port_exists(server, name: str) -> bool:
+    import jack
+
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    client = jack.Client("probe-ports", no_start_server=True)
+    try:
+        return any(p.name == name for p in client.get_ports())
+    finally:
+        client.close()
+
+
+def stop_bridge(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    return out, err
+
+
+def midi_notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int, int, int]]:
+    """(kind, frame, channel, note) for note messages; note-on velocity 0 counts as off."""
+    out = []
+    for frame, data in events:
+        status, note, vel = data[0] & 0xF0, data[1], data[2]
+        if status == 0x90 and vel > 0:
+            out.append(("on", frame, data[0] & 0x0F, note))
+        elif status == 0x80 or (status == 0x90 and vel == 0):
+            out.append(("off", frame, data[0] & 0x0F, note))
+    return out
+
+
+def test_melody_in_gives_midi_osc_and_take_files(jack_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    osc = OscCapture()
+    take, log = tmp_path / "take.mid", tmp_path / "take.jsonl"
+    proc = start_bridge(
+        jack_server, "--osc", f"127.0.0.1:{osc.port}", "--record-midi", str(take), "--events", str(log)
+    )
+    audio, starts = melody_audio(MELODY)
+    player = Player("test-player", audio)
+    try:
+        player.start(["daw-bridge:in_1"], midi_from="daw-bridge:midi_out")
+        assert player.finished.wait(15)
+        time.sleep(0.3)
+    finally:
+        out, err = stop_bridge(proc)
+        player.close()
+    bundles = osc.close()
+
+    # JACK MIDI: the melody's notes, each note-on closed by its note-off.
+    notes = midi_notes(player.midi)
+    ons = [n for n in notes if n[0] == "on"]
+    assert [n[3] for n in ons] == MELODY, err
+    assert all(n[2] == 0 for n in notes)
+    assert len([n for n in notes if n[0] == "off"]) == len(ons)
+    for (_, frame, _, _), start in zip(ons, starts):
+        latency_ms = (frame - (player.start_frame + start)) / SR * 1000
+        assert 0 < latency_ms < 60, latency_ms
+
+    # OSC: well-formed bundles, timetags in order, notes on and off for every note.
+    assert bundles
+    messages = [m for b in bundles for m in b if isinstance(m, OscMessage)]
+    addresses = {m.address for m in messages}
+    assert {"/bridge/pitch", "/bridge/onset", "/bridge/dynamics", "/bridge/note"} <= addresses
+    osc_notes = [m.params for m in messages if m.address == "/bridge/note"]
+    assert [n for n, v in osc_notes if v > 0] == MELODY
+    assert sorted(n for n, v in osc_notes if v == 0) == sorted(MELODY)
+    pitch = [m.params for m in messages if m.address == "/bridge/pitch"]
+    assert all(len(p) == 3 for p in pitch)
+    tags = [b.timestamp for b in bundles]
+    assert tags == sorted(tags)
+
+    # The take: notes at their onsets (latency-compensated), read back with mido.
+    mid = mido.MidiFile(take)
+    t, on_times, pitches = 0.0, [], []
+    for msg in mido.merge_tracks(mid.tracks):
+        t += mido.tick2second(msg.time, mid.ticks_per_beat, 500_000)
+        if msg.type == "note_on" and msg.velocity > 0:
+            on_times.append(t)
+            pitches.append(msg.note)
+    assert pitches == MELODY
+    first = on_times[0]
+    for t_on, start in zip(on_times, starts):
+        # Relative to the first note: the take places notes at their onsets.
+        assert abs((t_on - first) - (start - starts[0]) / SR) < 0.010
+    lines = log.read_text().splitlines()
+    assert lines and all(line.startswith('{"t"') for line in lines)
+    assert "on  C4" in out and "off G4" in out
+
+
+def test_sigterm_mid_note_closes_it_everywhere(jack_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    take = tmp_path / "cut.mid"
+    proc = start_bridge(jack_server, "--record-midi", str(take))
+    player = Player("test-player-2", harmonic(69, 5.0))
+    try:
+        player.start(["daw-bridge:in_1"], midi_from="daw-bridge:midi_out")
+        time.sleep(1.0)  # the A4 is sounding
+        stop_bridge(proc)
+        time.sleep(0.1)
+    finally:
+        player.close()
+    notes = midi_notes(player.midi)
+    assert [n[0] for n in notes] == ["on", "off"] and {n[3] for n in notes} == {69}
+    msgs = [m for m in mido.merge_tracks(mido.MidiFile(take).tracks) if m.type.startswith("note")]
+    assert [(m.type, m.note) for m in msgs if m.type == "note_on" and m.velocity] == [("note_on", 69)]
+    assert len(msgs) == 2
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path, cli):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[bridge]\ninputs = 40\n")
+    result = cli("run", "--config", bad)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"daw-bridge: error: config '{bad}': bridge.inputs: must be a whole number from 1 to 16"
+    ]
+    for args, needle in [
+        (["--connect", "("], "--connect: is not a valid regular expression"),
+        (["--osc", "nohost"], "--osc: OSC target 'nohost': expected HOST:PORT"),
+        (["--osc-rate", "0"], "--osc-rate: must be a number from 1 to 1000"),
+        (["--inputs", "0"], "--inputs: must be a whole number from 1 to 16"),
+    ]:
+        result = cli("run", *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert needle in result.stderr
+    bad.write_text("[engine.pitch]\nfmin_hz = 5\n")
+    result = cli("config", "--check", bad)
+    assert result.returncode == 2 and "engine.pitch.fmin_hz" in result.stderr
+
+
+def test_no_server_is_a_clear_error(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "dawbridge-nobody-here")
+    result = cli("run", "--duration", "1")
+    assert result.returncode == 2
+    assert "no JACK server 'dawbridge-nobody-here' is running" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_server_killed_and_restarted_recovers_without_stuck_notes(fresh_jack_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", fresh_jack_server.name)
+    take = tmp_path / "lost.mid"
+    proc = start_bridge(fresh_jack_server, "--record-midi", str(take))
+    player = Player("test-player-3", harmonic(64, 10.0))
+    player.start(["daw-bridge:in_1"])
+    time.sleep(0.8)  # E4 sounding
+    fresh_jack_server.kill()
+    time.sleep(0.5)
+    player.close()  # its server is gone: release libjack's side now, not at interpreter exit
+    fresh_jack_server.start()
+    # The bridge comes back by itself, owing a note-off for the E4.
+    deadline = time.monotonic() + 10
+    while not _port_exists(fresh_jack_server, "daw-bridge:midi_out"):
+        assert time.monotonic() < deadline, "bridge did not re-register"
+        time.sleep(0.1)
+    catcher = Player("test-catcher", harmonic(67, 1.0))
+    catcher.start(["daw-bridge:in_1"], midi_from="daw-bridge:midi_out", play=False)
+    time.sleep(0.05)
+    catcher.play()
+    assert catcher.finished.wait(10)
+    time.sleep(0.3)
+    stop_bridge(proc)
+    catcher.close()
+    notes = [(n[0], n[3]) for n in midi_notes(catcher.midi)]
+    # The E4 left sounding at the loss is closed on the recovered port first.
+    assert notes[0] == ("off", 64), notes
+    assert ("on", 67) in notes and ("off", 67) in notes
+    msgs = [m for m in mido.merge_tracks(mido.MidiFile(take).tracks) if m.type.startswith("note")]
+    on_notes = [m.note for m in msgs if m.type == "note_on" and m.velocity]
+    assert on_notes[:1] == [64] and 67 in on_notes
+    assert sum(1 for m in msgs if m.type == "note_off" or m.velocity == 0) == len(on_notes)
