@@ -101,10 +101,14 @@ def notes_array(notes: list[tuple[float, float, float]], end: float) -> tuple[np
 # --- contenders -------------------------------------------------------------
 
 
+# The [engine] table of --engine-config, for measuring other settings than the defaults.
+ENGINE_SETTINGS: dict = {}
+
+
 def run_engine(audio: np.ndarray, sr: int) -> Estimate:
     from rust_engine import Analyzer, EngineConfig
 
-    an = Analyzer(EngineConfig({"sample_rate": sr, "hop": HOP}))
+    an = Analyzer(EngineConfig({**ENGINE_SETTINGS, "sample_rate": sr, "hop": HOP}))
     events = []
     for i in range(0, len(audio), HOP):
         events.extend(an.process(audio[i:i + HOP]))
@@ -402,7 +406,13 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(ALGORITHMS), help="comma-separated contenders")
     ap.add_argument("--files", default="", help="only files whose name contains this")
     ap.add_argument("--examples", action="store_true", help="print note-error diagnostics")
+    ap.add_argument("--engine-config", type=Path, metavar="TOML",
+                    help="a daw-bridge config file whose [engine] table the engine uses")
     args = ap.parse_args()
+    if args.engine_config:
+        import tomllib
+
+        ENGINE_SETTINGS.update(tomllib.loads(args.engine_config.read_text()).get("engine", {}))
     algos = [a for a in args.only.split(",") if a]
     unknown = [a for a in algos if a not in RUNNERS]
     if unknown:

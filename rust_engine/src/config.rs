@@ -85,7 +85,7 @@ impl Default for EngineConfig {
             onset: OnsetConfig {
                 window: 1024,
                 compression: 10.0,
-                delta: 0.03,
+                delta: 0.02,
                 median_ms: 60.0,
                 min_ioi_ms: 40.0,
             },

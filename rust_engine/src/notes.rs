@@ -2,9 +2,12 @@
 //! note-off pairs.
 //!
 //! A note starts when two consecutive hops agree on a voiced pitch, and is
-//! placed at the onset (or the end of silence) that began its segment. It ends
-//! on an onset (re-articulation, also of the same pitch), on a pitch change
-//! that lasts `change_ms` and passes the hysteresis, or after `release_ms` of
+//! placed at the onset (or the end of silence) that began its segment. An
+//! onset during a note is a question, not an answer: the note changes at the
+//! onset when the pitch after it settles on another note, and is re-struck
+//! when the level jumps; otherwise (vibrato, a bow change, a false onset) it
+//! goes on. Without an onset, a note changes on a pitch change that lasts
+//! `change_ms` and passes the hysteresis, and it ends after `release_ms` of
 //! silence or low confidence. No note is shorter than `min_note_ms`.
 
 use crate::config::EngineConfig;
@@ -46,6 +49,18 @@ struct Candidate {
 /// Hops of agreeing pitch needed before a note starts: one estimate could be a transient.
 const CONFIRM_HOPS: usize = 2;
 
+/// Level rise over the level before an onset that re-strikes the same note, in dB.
+const RESTRIKE_DB: f32 = 6.0;
+
+/// An onset during a note, waiting for the pitch and level after it to decide.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    at: u64,
+    db_before: f32,
+    peak_db: f32,
+    hops: usize,
+}
+
 pub struct NoteTracker {
     hysteresis: f32,
     change_hops: usize,
@@ -61,6 +76,10 @@ pub struct NoteTracker {
     segment: Option<u64>,
     segment_peak_db: f32,
     last_off: u64,
+    pending: Option<Pending>,
+    /// How many hops an onset stays pending.
+    pending_hops: usize,
+    last_db: f32,
 }
 
 impl NoteTracker {
@@ -80,6 +99,9 @@ impl NoteTracker {
             segment: None,
             segment_peak_db: f32::MIN,
             last_off: 0,
+            pending: None,
+            pending_hops: cfg.ms_to_hops(n.change_ms.max(60.0)),
+            last_db: f32::MIN,
         }
     }
 
@@ -97,6 +119,8 @@ impl NoteTracker {
         self.segment = None;
         self.segment_peak_db = f32::MIN;
         self.last_off = 0;
+        self.pending = None;
+        self.last_db = f32::MIN;
     }
 
     fn note_off(&mut self, at: u64, emit: u64, out: &mut Vec<Event>) {
@@ -106,6 +130,7 @@ impl NoteTracker {
             self.last_off = at;
         }
         self.change = None;
+        self.pending = None;
     }
 
     fn note_on(&mut self, midi: f32, at: u64, velocity: u8, emit: u64, out: &mut Vec<Event>) {
@@ -117,6 +142,7 @@ impl NoteTracker {
         self.change = None;
         self.unvoiced_hops = 0;
         self.segment = None;
+        self.pending = None;
     }
 
     /// Closes the open note at `at` (end of stream, stop, or a lost server).
@@ -128,15 +154,20 @@ impl NoteTracker {
     /// Advances one hop, appending any note events to `out`.
     pub fn process(&mut self, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
         if let Some(start) = hop.segment {
-            let old_enough = self.active.is_none_or(|a| hop.end - a.on >= self.min_note);
-            if old_enough {
-                self.note_off(start, hop.end, out);
-                self.segment = Some(start);
-                self.segment_peak_db = hop.db;
-                self.candidate = None;
+            match self.active {
+                Some(a) if hop.end - a.on >= self.min_note => {
+                    self.pending = Some(Pending { at: start, db_before: self.last_db, peak_db: hop.db, hops: 0 });
+                }
+                Some(_) => {}
+                None => {
+                    self.segment = Some(start);
+                    self.segment_peak_db = hop.db;
+                    self.candidate = None;
+                }
             }
         }
         self.segment_peak_db = self.segment_peak_db.max(hop.db);
+        self.last_db = hop.db;
 
         match self.active {
             Some(active) => self.hold(active, hop, dynamics, out),
@@ -179,19 +210,53 @@ impl NoteTracker {
             return;
         }
         self.unvoiced_hops = 0;
-        if (hop.midi - active.note as f32).abs() <= 0.5 + self.hysteresis {
+        let same_note = (hop.midi - active.note as f32).abs() <= 0.5 + self.hysteresis;
+
+        if let Some(mut p) = self.pending {
+            p.hops += 1;
+            p.peak_db = p.peak_db.max(hop.db);
+            self.pending = Some(p);
+            if same_note {
+                if p.peak_db - p.db_before >= RESTRIKE_DB {
+                    let velocity = dynamics.velocity_for_db(p.peak_db);
+                    self.note_off(p.at, hop.end, out);
+                    self.note_on(active.note as f32, p.at, velocity, hop.end, out);
+                } else if p.hops >= self.pending_hops {
+                    self.pending = None;
+                }
+                self.change = None;
+                return;
+            }
+            // Another pitch after the onset: a couple of agreeing hops suffice,
+            // and the new note starts at the onset, not where the pitch settled.
+            let change = self.track_change(hop, p.at);
+            if change.hops >= CONFIRM_HOPS {
+                let velocity = dynamics.velocity_for_db(p.peak_db);
+                self.note_off(p.at, hop.end, out);
+                self.note_on(change.midi, p.at, velocity, hop.end, out);
+            }
+            return;
+        }
+
+        if same_note {
             self.change = None;
             return;
         }
-        let change = match self.change {
-            Some(c) if (hop.midi - c.midi).abs() < 0.5 => Candidate { midi: hop.midi, hops: c.hops + 1, ..c },
-            _ => Candidate { midi: hop.midi, hops: 1, first: hop.pitch_sample },
-        };
-        self.change = Some(change);
+        let change = self.track_change(hop, hop.pitch_sample);
         if change.hops >= self.change_hops && old_enough {
             self.note_off(change.first, hop.end, out);
             let velocity = dynamics.velocity_for_db(hop.db);
             self.note_on(change.midi, change.first, velocity, hop.end, out);
         }
+    }
+
+    /// Follows a pitch that differs from the sounding note over consecutive hops.
+    fn track_change(&mut self, hop: &HopInfo, first: u64) -> Candidate {
+        let change = match self.change {
+            Some(c) if (hop.midi - c.midi).abs() < 0.5 => Candidate { midi: hop.midi, hops: c.hops + 1, ..c },
+            _ => Candidate { midi: hop.midi, hops: 1, first },
+        };
+        self.change = Some(change);
+        change
     }
 }
