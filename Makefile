@@ -28,8 +28,10 @@ BUILD_INPUTS := pyproject.toml rust_engine/Cargo.toml rust_engine.pyi \
 
 .PHONY: run test apt-deps install clean
 
+# The main job: a dummy JACK server if none is running, the bundled demo looped into the live
+# bridge, and the TUI (a live log of the notes when there is no terminal). Ctrl-C stops it.
 run: install
-	$(BIN)/daw-bridge analyze demo/demo.wav
+	$(BIN)/daw-bridge run --demo demo/demo.wav --tui
 
 test: install
 	cargo test --manifest-path rust_engine/Cargo.toml

@@ -142,7 +142,9 @@ class LiveRunner:
             "notes.min_confidence": c["notes"]["min_confidence"],
         }
         self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
-        self._rtmidi = RtMidiOut(options.midi_port, options.midi_api, options.client_name) if options.midi_port else None
+        self._rtmidi = (
+            RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
+        )
         self._take: TakeRecorder | None = None
         self._log = EventLog(options.events, options.inputs) if options.events else None
         self.on_notes: Callable[[int, str, int, int, float], None] | None = None

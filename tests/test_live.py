@@ -265,3 +265,19 @@ def test_server_killed_and_restarted_recovers_without_stuck_notes(fresh_jack_ser
     on_notes = [m.note for m in msgs if m.type == "note_on" and m.velocity]
     assert on_notes[:1] == [64] and 67 in on_notes
     assert sum(1 for m in msgs if m.type == "note_off" or m.velocity == 0) == len(on_notes)
+
+
+def test_rtmidi_virtual_port_carries_the_notes(jack_server, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    proc = start_bridge(jack_server, "--midi-port", "virtual")
+    audio, _ = melody_audio([62, 69])
+    player = Player("test-player-rtmidi", audio)
+    try:
+        player.start(["daw-bridge:in_1"], midi_from="daw-bridge-rtmidi:midi_out")
+        assert player.finished.wait(15)
+        time.sleep(0.3)
+    finally:
+        stop_bridge(proc)
+        player.close()
+    notes = [(n[0], n[3]) for n in midi_notes(player.midi)]
+    assert notes == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
