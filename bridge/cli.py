@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bridge.errors import BridgeError
+from tui.cli import add_subcommand as _add_tui
 
 EXIT_USAGE = 2
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_analyze(commands)
     _add_config(commands)
+    _add_tui(commands)
     return parser
 
 
@@ -203,7 +205,15 @@ def _run_live(args: argparse.Namespace) -> int:
             flag = "--" + attr.replace("_", "-")
             config.set_value(settings, key, str(value) if isinstance(value, Path) else value, label=flag)
     options = live.options_from_settings(settings)
-    return live.run(options, settings["engine"], tui=args.tui, demo=args.demo, duration=args.duration, control_port=args.control_port)
+    return live.run(
+        options,
+        settings["engine"],
+        tui=args.tui,
+        demo=args.demo,
+        duration=args.duration,
+        control_port=args.control_port,
+        config_path=args.config,
+    )
 
 
 if __name__ == "__main__":

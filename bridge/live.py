@@ -16,6 +16,7 @@ import os
 import queue
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -224,7 +225,10 @@ class LiveRunner:
         if key not in self._params:
             raise BridgeError(f"'{key}' cannot be changed while running")
         # Validate here so the UI hears about a bad value at once.
-        rust_engine.Analyzer(self._config).set_param(key, value)
+        try:
+            rust_engine.Analyzer(self._config).set_param(key, value)
+        except ValueError as e:
+            raise BridgeError(str(e)) from None
         self._params[key] = value
         self.control(lambda: self._bridge.set_param(key, value) if self._bridge else None)
 
@@ -446,19 +450,18 @@ def run(
     demo: Path | None = None,
     duration: float | None = None,
     control_port: int | None = None,
+    config_path: Path | None = None,
 ) -> int:
     """`daw-bridge run`: runs until Ctrl-C, SIGTERM or `duration`, then closes
     every note and file. With `demo`, starts a dummy JACK server if none runs
     and loops that recording into the bridge."""
-    from bridge.player import Player, load_mono
-
     try:
         config = rust_engine.EngineConfig(engine)
     except ValueError as e:
         raise BridgeError(f"engine.{e}") from None
     signal.signal(signal.SIGTERM, _raise_interrupt)
     server: jackd.JackServer | None = None
-    player: Player | None = None
+    player: subprocess.Popen[bytes] | None = None
     runner: LiveRunner | None = None
     control = None
     started = False
@@ -476,8 +479,7 @@ def run(
         snapshot = runner.snapshot()
         print(f"daw-bridge: {snapshot.status} on JACK server '{snapshot.server}'", file=sys.stderr)
         if demo is not None:
-            player = Player(f"{snapshot.client}-demo", load_mono(demo, snapshot.sample_rate), loop=True)
-            player.start([f"{snapshot.client}:{addresses.input_port(k)}" for k in range(1, options.inputs + 1)])
+            player = _start_demo_player(demo, snapshot.client, options.inputs)
         if control_port is not None:
             from tui.remote import ControlServer
 
@@ -486,7 +488,7 @@ def run(
             from tui.app import BridgeApp
 
             runner.on_notes = None
-            BridgeApp(runner).run()
+            BridgeApp(runner, config_path=config_path).run()
         else:
             _live_log(runner, lines, duration)
     except KeyboardInterrupt:
@@ -496,7 +498,8 @@ def run(
         if control is not None:
             control.close()
         if player is not None:
-            player.close()
+            player.terminate()
+            player.wait(timeout=5)
         if runner is not None:
             runner.stop()
             _drain_lines(lines)
@@ -505,6 +508,18 @@ def run(
         if server is not None and server.owned:
             server.stop()
     return 0
+
+
+def _start_demo_player(audio: Path, client: str, inputs: int) -> subprocess.Popen[bytes]:
+    """Loops `audio` into the bridge from a process of its own: a Python process
+    callback here would wait for the GIL behind the TUI and chop the audio."""
+    if not audio.is_file():
+        raise BridgeError(f"demo audio '{audio}' not found")
+    ports = [arg for k in range(1, inputs + 1) for arg in ("--to", f"{client}:{addresses.input_port(k)}")]
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge.player", str(audio), "--name", f"{client}-demo", "--loop", *ports],
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _note_line(k: int, kind: str, note: int, velocity: int, t: float) -> str:

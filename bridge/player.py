@@ -108,3 +108,41 @@ class Player:
             self.client.close()
         except jack.JackError:
             pass  # the server is gone already
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bridge.player AUDIO --name NAME --to PORT... [--loop]`: plays AUDIO into
+    the given ports until stopped. `run --demo` starts it as a process of its own, since a
+    Python process callback shares the GIL with whatever else runs in its process (a TUI)."""
+    import argparse
+    import signal
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m bridge.player")
+    p.add_argument("audio", type=Path)
+    p.add_argument("--name", default="daw-bridge-player")
+    p.add_argument("--to", action="append", default=[], metavar="PORT")
+    p.add_argument("--loop", action="store_true")
+    args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        probe = jack.Client(f"{args.name}-probe", no_start_server=True)
+        rate = probe.samplerate
+        probe.close()
+        player = Player(args.name, load_mono(args.audio, rate), loop=args.loop)
+        player.start(args.to)
+    except (BridgeError, jack.JackError) as e:
+        print(f"player: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        while not player.finished.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        player.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

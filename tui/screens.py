@@ -1,0 +1,106 @@
+"""The modal screens: help, and picking the JACK ports that feed the inputs."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Label, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from bridge.errors import BridgeError
+
+HELP = """\
+[b]daw-bridge[/b]: pitch, onsets and dynamics of JACK inputs, sent as MIDI and OSC.
+
+[b $text-accent]Per input[/]  note, cents needle, Hz, confidence; the MIDI note sounding;
+           rms / peak meter (dBFS, peak hold │), dynamic marking;
+           onset lamp and rate; the pitch of the last 10 s
+[b $text-accent]Outputs[/]    last MIDI notes, OSC targets (messages/s), recording
+[b $text-accent]JACK[/]       server, rate, period, DSP load, xruns, latency, connections
+
+[b]o[/] / [b]O[/]  onset threshold δ down / up (down = more sensitive)
+[b]g[/] / [b]G[/]  silence gate down / up (3 dB steps)
+[b]c[/] / [b]C[/]  confidence threshold down / up
+[b]m[/]      MIDI output on / off (off sends note-offs)
+[b]s[/]      OSC output on / off
+[b]r[/]      start / stop recording a take (take-YYYYmmdd-HHMMSS.mid here)
+[b]p[/]      pick the JACK ports that feed each input
+[b]w[/]      write δ, gate and confidence to the config file
+[b]t[/]      light / dark theme     [b]?[/]  this help     [b]q[/]  quit
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "dismiss", "close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Static(Content.from_markup(HELP))
+            yield Label("esc closes", classes="hint")
+
+
+class PortsScreen(ModalScreen[None]):
+    """Every JACK audio output, ticked where it feeds the chosen input; space toggles."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss", "close"),
+        Binding("i", "next_input", "next input"),
+        Binding("u", "reload", "update list"),
+    ]
+
+    def __init__(self, source: Any, inputs: int) -> None:
+        super().__init__()
+        self.source = source
+        self.inputs = max(inputs, 1)
+        self.input_number = 1
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ports"):
+            yield Label(id="ports-title")
+            yield SelectionList[str](id="port-list")
+            yield Label("space: connect / disconnect · i: next input · u: update · esc: close", classes="hint")
+
+    def on_mount(self) -> None:
+        self.action_reload()
+
+    def _target(self) -> str:
+        return f"in_{self.input_number}"
+
+    def action_reload(self) -> None:
+        ports = self.query_one("#port-list", SelectionList)
+        try:
+            outputs = self.source.audio_outputs()
+            snapshot = self.source.snapshot()
+        except BridgeError as e:
+            self.app.notify(str(e), title="JACK ports", severity="error", markup=False)
+            return
+        feeding = {src for src, dst in snapshot.connections if dst.endswith(f":{self._target()}")}
+        title = f"JACK outputs → {snapshot.client}:{self._target()}"
+        self.query_one("#ports-title", Label).update(title if outputs else f"{title}: no audio outputs in the graph")
+        ports.clear_options()
+        ports.add_options([Selection(name, name, name in feeding) for name in outputs])
+
+    def action_next_input(self) -> None:
+        self.input_number = self.input_number % self.inputs + 1
+        self.action_reload()
+
+    def on_selection_list_selection_toggled(self, event: SelectionList.SelectionToggled[str]) -> None:
+        port = event.selection.value
+        wanted = port in event.selection_list.selected
+        try:
+            self.source.connect(port, self.input_number, wanted)
+        except BridgeError as e:
+            self.app.notify(str(e), title="JACK ports", severity="error", markup=False)
+            # Show the graph as it is, not as asked (select/deselect post no SelectionToggled).
+            if wanted:
+                event.selection_list.deselect(port)
+            else:
+                event.selection_list.select(port)
+            return
+        verb = "connected" if wanted else "disconnected"
+        self.app.notify(f"{port} {verb} {'to' if wanted else 'from'} {self._target()}", markup=False)
