@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages for the live bridge and its tests (jackd -d dummy, libjack for JACK-Client,
 # libsndfile for soundfile) and for making the venv.
-APT_PACKAGES := jackd2 libjack-jackd2-dev libsndfile1 python3-venv
+APT_PACKAGES := jackd2 libjack-jackd2-dev libsndfile1 python3-venv ardour
 MATURIN := maturin>=1.8,<2
 
 # rustup's cargo is not on every non-login PATH.
@@ -24,7 +24,8 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BUILD_INPUTS := pyproject.toml rust_engine/Cargo.toml rust_engine.pyi \
 	$(wildcard rust_engine/Cargo.lock rust_engine/build.rs) \
 	$(shell find rust_engine/src bridge tui -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \
-		-o -name '*.tcss' -o -name 'py.typed' \) 2>/dev/null)
+		-o -name '*.tcss' -o -name 'py.typed' \) 2>/dev/null) \
+	$(shell find daw_templates -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: run test apt-deps install clean
 

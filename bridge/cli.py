@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from bridge import templates
 from bridge.errors import BridgeError
 from tui.cli import add_subcommand as _add_tui
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(commands)
     _add_config(commands)
     _add_tui(commands)
+    templates.add_subcommand(commands)
     return parser
 
 

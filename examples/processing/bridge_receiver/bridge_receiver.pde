@@ -1,0 +1,53 @@
+// daw-bridge receiver for Processing (needs the oscP5 library:
+// Sketch > Import Library > Manage Libraries > "oscP5").
+//
+// Run the bridge with `daw-bridge run --osc 127.0.0.1:12000`, then this sketch.
+// A circle follows the voice: its size is the level (/bridge/dynamics), its
+// height the pitch (/bridge/pitch), and it flashes on every onset
+// (/bridge/onset). Addresses: docs/osc.md. With several bridge inputs the
+// input number sits after the prefix (/bridge/2/pitch); the tests below
+// look only at the last part, so every input drives the same circle.
+
+import oscP5.*;
+
+final int PORT = 12000;
+
+OscP5 osc;
+float level = 0;      // linear RMS 0..1
+float midi = 60;      // fractional MIDI note
+float confidence = 0;
+float flash = 0;      // 1 at an onset, fades out
+int note = -1;        // sounding note, -1 when none
+
+void setup() {
+  size(640, 480);
+  colorMode(HSB, 1.0);
+  osc = new OscP5(this, PORT);  // bundles are unpacked into single messages
+}
+
+// oscP5 calls this from its own thread: only store values here.
+void oscEvent(OscMessage m) {
+  String a = m.addrPattern();
+  if (a.endsWith("/dynamics") && m.checkTypetag("fffi")) {
+    level = m.get(0).floatValue();
+  } else if (a.endsWith("/pitch") && m.checkTypetag("fff")) {
+    if (m.get(1).floatValue() > 0) midi = m.get(1).floatValue();
+    confidence = m.get(2).floatValue();
+  } else if (a.endsWith("/onset")) {
+    flash = 1;
+  } else if (a.endsWith("/note") && m.checkTypetag("ii")) {
+    note = m.get(1).intValue() > 0 ? m.get(0).intValue() : -1;
+  }
+}
+
+void draw() {
+  background(0, 0, flash * 0.35);
+  flash *= 0.85;
+  float y = map(constrain(midi, 36, 96), 36, 96, height - 40, 40);
+  float d = 20 + 600 * sqrt(level);
+  noStroke();
+  fill((midi % 12) / 12.0, 0.8, 0.4 + 0.6 * confidence);
+  ellipse(width / 2, y, d, d);
+  fill(0, 0, 1);
+  text(note >= 0 ? "note " + note : "", 10, 20);
+}
