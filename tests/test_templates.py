@@ -391,8 +391,14 @@ def test_committed_osc_reference_is_generated_from_the_code() -> None:
     assert (ROOT / "docs" / "osc.md").read_text() == gen_osc.render()
 
 
+def test_readme_osc_table_is_the_code_s() -> None:
+    from bridge.addresses import osc_reference_markdown
+
+    assert osc_reference_markdown().strip() in (ROOT / "README.md").read_text()
+
+
 def test_guide_uses_the_code_names() -> None:
-    guide = (ROOT / "docs" / "guide.md").read_text()
+    guide = (ROOT / "README.md").read_text()
     for name in (BRIDGE_IN_1, BRIDGE_MIDI, templates.reaper_feed_port(), DEFAULT_OSC_PREFIX + "/dynamics"):
         assert name in guide, name
     for heading in ("## Use with Ardour", "## Use with Reaper", "## Drive visuals"):
