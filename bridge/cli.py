@@ -145,7 +145,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (see 'daw-bridge config --print-default')")
     p.add_argument("--name", metavar="NAME", help="JACK client name (default daw-bridge)")
-    p.add_argument("--inputs", type=int, metavar="N", help="number of mono inputs, 1..16 (default 1)")
+    p.add_argument("--inputs", type=int, metavar="N", help="number of mono inputs, 1..64 (default 1)")
     p.add_argument("--connect", metavar="REGEX", help="connect JACK outputs matching REGEX to the inputs, also when they appear later")
     p.add_argument("--osc", action="append", metavar="HOST:PORT", help="send OSC here (repeatable)")
     p.add_argument("--osc-prefix", metavar="PREFIX", help="OSC address prefix (default /bridge)")

@@ -90,7 +90,7 @@ def _choice(*options: str) -> Callable[[Any], str | None]:
 
 SETTINGS = [
     Setting("bridge.client_name", addresses.CLIENT_NAME, "JACK client name", _text),
-    Setting("bridge.inputs", 1, "mono audio inputs in_1 ... in_N, each with its own engine and MIDI channel", _int_range(1, 16)),
+    Setting("bridge.inputs", 1, "mono audio inputs in_1 ... in_N, each with its own engine; input k on MIDI channel (k-1) % 16", _int_range(1, 64)),
     Setting("bridge.connect", "", 'regex of JACK output ports to feed the inputs, e.g. "ardour:Master/audio_out" or "REAPER:out1"; "" leaves connections alone', _regex),
     Setting("bridge.bend_range", 0.0, "pitch bend range in semitones for the cents deviation; 0 sends no pitch bend", _float_range(0.0, 48.0)),
     Setting("bridge.midi_port", "", 'also send notes to this rtmidi port (name substring), "virtual" for a port of our own; "" for the JACK MIDI port only', _text),

@@ -113,7 +113,7 @@ class LiveBridge:
     does, e.g. by ``JACK_DEFAULT_SERVER``), registers ``in_1`` ... ``in_N`` and
     ``midi_out`` and activates it. The callback writes note-on / note-off (and
     pitch bend when ``bend_range`` > 0) at the frame where each became known,
-    input k on MIDI channel k. It never blocks or allocates: events leave
+    input k (1 to 64) on MIDI channel (k - 1) % 16. It never blocks or allocates: events leave
     through a lock-free ring that ``poll`` drains, controls enter through
     another. Connections are the caller's job.
 

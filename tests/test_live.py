@@ -205,17 +205,17 @@ def test_sigterm_mid_note_closes_it_everywhere(jack_server, tmp_path, monkeypatc
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path, cli):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[bridge]\ninputs = 40\n")
+    bad.write_text("[bridge]\ninputs = 65\n")
     result = cli("run", "--config", bad)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"daw-bridge: error: config '{bad}': bridge.inputs: must be a whole number from 1 to 16"
+        f"daw-bridge: error: config '{bad}': bridge.inputs: must be a whole number from 1 to 64"
     ]
     for args, needle in [
         (["--connect", "("], "--connect: is not a valid regular expression"),
         (["--osc", "nohost"], "--osc: OSC target 'nohost': expected HOST:PORT"),
         (["--osc-rate", "0"], "--osc-rate: must be a number from 1 to 1000"),
-        (["--inputs", "0"], "--inputs: must be a whole number from 1 to 16"),
+        (["--inputs", "0"], "--inputs: must be a whole number from 1 to 64"),
     ]:
         result = cli("run", *args)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr

@@ -21,7 +21,7 @@ use crate::event::{Event, EventData};
 /// One event of one input, with the JACK frame time at which it was sent.
 #[derive(Debug, Clone, Copy)]
 pub struct LiveEvent {
-    /// Input number, 1-based (MIDI channel `input - 1`).
+    /// Input number, 1-based (MIDI channel `(input - 1) % 16`).
     pub input: u8,
     /// JACK frame time (wrapping u32) of the first frame of the period it came from.
     pub block_frame: u32,
@@ -41,6 +41,9 @@ pub enum ControlMsg {
     /// Close every open note and stop analysing: the client is about to go.
     Finish,
 }
+
+/// Most inputs one client takes; input k plays on MIDI channel (k - 1) % 16.
+pub const MAX_INPUTS: usize = 64;
 
 /// No note sounding, in `Shared::active`.
 const NO_NOTE: u8 = 255;
@@ -135,7 +138,7 @@ impl Processor {
     fn release_sent(&mut self, k: usize, offset: u32) {
         let note = self.shared.active[k].swap(NO_NOTE, Ordering::AcqRel);
         if note != NO_NOTE {
-            self.queue_midi(offset, [0x80 | k as u8, note, 0], 3);
+            self.queue_midi(offset, [0x80 | (k % 16) as u8, note, 0], 3);
         }
     }
 
@@ -165,7 +168,7 @@ impl Processor {
     }
 
     fn handle_event(&mut self, k: usize, e: Event, block_frame: u32, offset: u32) {
-        let channel = k as u8;
+        let channel = (k % 16) as u8;
         match e.data {
             EventData::NoteOn { note, velocity } if self.midi_enabled => {
                 self.release_sent(k, offset);
@@ -280,7 +283,7 @@ impl std::fmt::Display for LiveError {
         match self {
             Self::Jack(e) => write!(f, "JACK: {e}"),
             Self::Config(e) => write!(f, "{e}"),
-            Self::BadInputs(n) => write!(f, "inputs must be 1..16, got {n}"),
+            Self::BadInputs(n) => write!(f, "inputs must be 1..{MAX_INPUTS}, got {n}"),
         }
     }
 }
@@ -302,7 +305,7 @@ impl LiveBridge {
     /// Opens the JACK client (never starting a server), registers `in_1`..`in_N`
     /// and `midi_out`, and activates it. The engine runs at the server's rate.
     pub fn open(cfg: LiveConfig) -> Result<Self, LiveError> {
-        if !(1..=16).contains(&cfg.inputs) {
+        if !(1..=MAX_INPUTS).contains(&cfg.inputs) {
             return Err(LiveError::BadInputs(cfg.inputs));
         }
         let (client, _status) = Client::new(&cfg.client_name, ClientOptions::NO_START_SERVER).map_err(LiveError::Jack)?;
@@ -329,7 +332,7 @@ impl LiveBridge {
         let (tx, events) = RingBuffer::new(cfg.queue_capacity.max(1024));
         let (control, rx) = RingBuffer::new(256);
         let mut owed_offs = Vec::with_capacity(cfg.owed_note_offs.len());
-        owed_offs.extend(cfg.owed_note_offs.iter().map(|&(input, note)| (input.saturating_sub(1), note)));
+        owed_offs.extend(cfg.owed_note_offs.iter().map(|&(input, note)| (input.saturating_sub(1) % 16, note)));
         let processor = Processor {
             inputs,
             midi,
