@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import tomllib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -71,21 +70,6 @@ class Result:
 def note_name(midi: int) -> str:
     """Scientific pitch name, MIDI 60 = "C4", 61 = "C#4"."""
     return f"{_NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
-
-
-def load_engine_settings(path: Path) -> dict[str, Any]:
-    """The ``[engine]`` table of a TOML config file (other tables belong to the bridge)."""
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise AnalysisError(f"cannot read config '{path}': {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise AnalysisError(f"config '{path}' is not valid TOML: {e}") from None
-    engine = data.get("engine", {})
-    if not isinstance(engine, dict):
-        raise AnalysisError(f"config '{path}': 'engine' must be a table")
-    return engine
 
 
 def analyze_file(

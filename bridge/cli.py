@@ -110,9 +110,9 @@ def _block_size(text: str) -> int:
 
 def _run_analyze(args: argparse.Namespace) -> int:
     # Imported here so `daw-bridge --help` works without loading the engine.
-    from bridge import analyze
+    from bridge import analyze, config
 
-    settings = analyze.load_engine_settings(args.config) if args.config else None
+    settings = config.load(args.config)["engine"] if args.config else None
     result = analyze.analyze_file(
         args.input, block=args.block, settings=settings, midi_out=args.midi, events_out=args.events
     )
