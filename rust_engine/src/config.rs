@@ -81,13 +81,13 @@ impl Default for EngineConfig {
         Self {
             sample_rate: 48_000,
             hop: 128,
-            pitch: PitchConfig { fmin_hz: 40.0, fmax_hz: 2000.0, yin_threshold: 0.15, window: 0 },
+            pitch: PitchConfig { fmin_hz: 40.0, fmax_hz: 2000.0, yin_threshold: 0.2, window: 0 },
             onset: OnsetConfig {
                 window: 1024,
                 compression: 10.0,
                 delta: 0.02,
                 median_ms: 60.0,
-                min_ioi_ms: 40.0,
+                min_ioi_ms: 80.0,
             },
             dynamics: DynamicsConfig {
                 velocity_floor_db: -54.0,
@@ -98,8 +98,8 @@ impl Default for EngineConfig {
             notes: NoteConfig {
                 silence_db: -50.0,
                 min_confidence: 0.8,
-                hysteresis_cents: 30.0,
-                change_ms: 25.0,
+                hysteresis_cents: 10.0,
+                change_ms: 40.0,
                 min_note_ms: 40.0,
                 release_ms: 20.0,
             },

@@ -66,7 +66,8 @@ pub struct NoteTracker {
     change_hops: usize,
     release_hops: usize,
     min_note: u64,
-    /// How far a segment start may precede the first voiced frame and still place the note.
+    /// How far a segment start may precede the first voiced frame and still place the note:
+    /// two pitch windows, as low notes (a piano's G1) stay aperiodic that long after their attack.
     max_segment_lead: u64,
     active: Option<Active>,
     candidate: Option<Candidate>,
@@ -90,7 +91,7 @@ impl NoteTracker {
             change_hops: cfg.ms_to_hops(n.change_ms),
             release_hops: cfg.ms_to_hops(n.release_ms),
             min_note: (n.min_note_ms * cfg.samples_per_ms()) as u64,
-            max_segment_lead: cfg.pitch_window() as u64,
+            max_segment_lead: 2 * cfg.pitch_window() as u64,
             active: None,
             candidate: None,
             change: None,
@@ -205,7 +206,17 @@ impl NoteTracker {
             self.unvoiced_hops += 1;
             self.change = None;
             if self.unvoiced_hops >= self.release_hops && old_enough {
-                self.note_off(self.first_unvoiced, hop.end, out);
+                // The pitch often drops out right after an onset (the frame
+                // restarts there); then the onset ended this note and begins
+                // the next, which must start there, not where its pitch settles.
+                match self.pending {
+                    Some(p) => {
+                        self.note_off(p.at, hop.end, out);
+                        self.segment = Some(p.at);
+                        self.segment_peak_db = p.peak_db;
+                    }
+                    None => self.note_off(self.first_unvoiced, hop.end, out),
+                }
             }
             return;
         }
