@@ -238,6 +238,7 @@ impl Analyzer {
             pitch_sample,
             voiced,
             midi,
+            confidence: estimate.confidence,
             db: if gate_open { levels.db } else { FLOOR_DB },
             segment,
         };

@@ -26,6 +26,8 @@ pub struct HopInfo {
     /// Voiced, confident and above the silence gate.
     pub voiced: bool,
     pub midi: f32,
+    /// Pitch confidence, 0..1.
+    pub confidence: f32,
     /// Hop RMS level in dBFS.
     pub db: f32,
     /// Start of a new segment (onset, or sound after silence) found in this hop.
@@ -48,6 +50,9 @@ struct Candidate {
 
 /// Hops of agreeing pitch needed before a note starts: one estimate could be a transient.
 const CONFIRM_HOPS: usize = 2;
+
+/// Confidence at which one voiced hop is enough to start a note.
+const SURE_CONFIDENCE: f32 = 0.95;
 
 /// Level rise over the level before an onset that re-strikes the same note, in dB.
 const RESTRIKE_DB: f32 = 6.0;
@@ -186,7 +191,8 @@ impl NoteTracker {
             _ => Candidate { midi: hop.midi, hops: 1, first: hop.pitch_sample },
         };
         self.candidate = Some(candidate);
-        if candidate.hops < CONFIRM_HOPS {
+        // A very clean first estimate needs no second opinion: it saves a hop of latency.
+        if candidate.hops < CONFIRM_HOPS && hop.confidence < SURE_CONFIDENCE {
             return;
         }
         let at = match self.segment {
