@@ -122,6 +122,7 @@ class JackServer:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     command: list[str] = field(default_factory=list)
+    _slot_checked: bool = field(default=False, repr=False)
 
     @property
     def owned(self) -> bool:
@@ -140,15 +141,38 @@ class JackServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the server if we started it: SIGTERM, then SIGKILL after `timeout` s."""
-        if self.process is None or self.process.poll() is not None:
+        """Stop the server if we started it: SIGTERM, then SIGKILL after `timeout` s.
+
+        A jackd that died by a signal (killed, or SIGPIPE from a client killed
+        just before) keeps its slot in libjack's machine-wide registry of 8
+        servers; starting and cleanly stopping one of the same name frees it.
+        """
+        if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.returncode not in (0, -signal.SIGTERM) and self.command and not self._slot_checked:
+            self._free_slot(timeout)
+        self._slot_checked = True
+
+    def _free_slot(self, timeout: float) -> None:
+        with open(os.devnull, "wb") as devnull:
+            process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=devnull, stderr=devnull)
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline and not is_running(self.name):
+            time.sleep(0.05)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def kill(self) -> None:
         """SIGKILL the server we started, as a crash would (for fault tests)."""

@@ -474,16 +474,17 @@ def run(
                 raise BridgeError(str(e)) from None
         runner = LiveRunner(options, config)
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
+        if control_port is not None:
+            # Bound before the client opens: a bad or busy port fails before anything is live.
+            from tui.remote import ControlServer
+
+            control = ControlServer(runner, port=control_port)
         runner.start()
         started = True
         snapshot = runner.snapshot()
         print(f"daw-bridge: {snapshot.status} on JACK server '{snapshot.server}'", file=sys.stderr)
         if demo is not None:
             player = _start_demo_player(demo, snapshot.client, options.inputs)
-        if control_port is not None:
-            from tui.remote import ControlServer
-
-            control = ControlServer(runner, port=control_port)
         if tui and sys.stdin.isatty() and sys.stdout.isatty():
             from tui.app import BridgeApp
 

@@ -221,7 +221,7 @@ class ControlServer:
             self.requests += 1
         try:
             req = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return self._reject("not a JSON request")
         if not isinstance(req, dict) or not isinstance(req.get("op"), str):
             return self._reject("a request is a JSON object with an 'op'")

@@ -131,7 +131,11 @@ impl NoteTracker {
 
     fn note_off(&mut self, at: u64, emit: u64, out: &mut Vec<Event>) {
         if let Some(a) = self.active.take() {
-            let at = at.clamp(a.on, emit);
+            // Never before the note's own start, never after the moment it is sent
+            // (a note started in the silence that pads the end of a stream may lie
+            // past `emit`).
+            let at = at.max(a.on);
+            let emit = emit.max(at);
             out.push(Event { sample: at, emit_sample: emit, data: EventData::NoteOff { note: a.note } });
             self.last_off = at;
         }

@@ -1,7 +1,7 @@
 //! Python bindings: every PyO3 line of the crate lives here.
 
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
@@ -261,7 +261,14 @@ impl PyAnalyzer {
         self.inner.latency_samples()
     }
 
-    fn process<'py>(&mut self, py: Python<'py>, block: PyReadonlyArrayDyn<'py, f32>) -> PyResult<Vec<Bound<'py, PyEvent>>> {
+    fn process<'py>(&mut self, py: Python<'py>, block: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyEvent>>> {
+        let block: PyReadonlyArrayDyn<'py, f32> = block.extract().map_err(|_| {
+            let what = block
+                .getattr("dtype")
+                .map(|d| format!("a numpy array of dtype {d}"))
+                .unwrap_or_else(|_| block.get_type().name().map(|n| n.to_string()).unwrap_or_default());
+            PyTypeError::new_err(format!("block must be a float32 numpy array, got {what}"))
+        })?;
         if block.ndim() != 1 {
             return Err(value_error(format!("block must be 1-D, got {} dimensions", block.ndim())));
         }

@@ -1,0 +1,739 @@
+"""Faults the live bridge must survive (issue 6), each against a real dummy jackd.
+
+`daw-bridge run` runs as a subprocess, as a user runs it; the test process
+plays the "DAW" with bridge.player.Player (audio out, MIDI in, frame times)
+and kills, restarts and reconfigures the server under it. Also here: bad
+configuration, unwritable and full disks (a tmpfs the test mounts; we run as
+root), a refusing OSC target, and the network listener (tui/remote.py's
+ControlServer): loopback only, malformed requests refused and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jack
+import mido
+import numpy as np
+import pytest
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+
+from bridge.player import Player
+from conftest import CLI
+
+pytest_plugins = ["jack_fixtures"]
+
+SR = 48_000
+MELODY = [60, 64, 67, 72, 67]
+RECOVERY_BOUND_S = 3.0  # issue 6: emitting again within 3 s of the server's return
+
+
+# -- signals and MIDI -------------------------------------------------------------------------
+
+
+def harmonic(midi: int, seconds: float, amp: float = 0.3) -> np.ndarray:
+    hz = 440.0 * 2 ** ((midi - 69) / 12)
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(np.sin(2 * np.pi * hz * h * t) / h for h in range(1, 6))
+    env = np.clip(np.minimum(t / 0.005, (seconds - t) / 0.02), 0, 1)
+    return (amp * env * x).astype(np.float32)
+
+
+def melody_audio(notes: list[int], note_s: float = 0.25, gap_s: float = 0.15) -> np.ndarray:
+    gap = np.zeros(int(gap_s * SR), np.float32)
+    parts = [np.zeros(int(0.2 * SR), np.float32)]
+    for n in notes:
+        parts += [harmonic(n, note_s), gap]
+    parts.append(np.zeros(int(0.3 * SR), np.float32))
+    return np.concatenate(parts)
+
+
+def notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int]]:
+    """("on"|"off", note) of the note messages a Player received; velocity 0 is an off."""
+    out = []
+    for _frame, data in list(events):
+        if len(data) != 3:
+            continue
+        status, note, vel = data[0] & 0xF0, data[1], data[2]
+        if status == 0x90 and vel > 0:
+            out.append(("on", note))
+        elif status == 0x80 or (status == 0x90 and vel == 0):
+            out.append(("off", note))
+    return out
+
+
+def assert_balanced(seq: list[tuple[str, int]]) -> None:
+    """Every note-on is followed by its note-off before the next note-on; none left open."""
+    sounding = None
+    for kind, note in seq:
+        if kind == "on":
+            assert sounding is None, f"on {note} while {sounding} sounds: {seq}"
+            sounding = note
+        else:
+            assert sounding == note, f"off {note} while {sounding} sounds: {seq}"
+            sounding = None
+    assert sounding is None, f"{sounding} left sounding: {seq}"
+
+
+def take_notes(path: Path) -> list[tuple[str, int]]:
+    """The note messages of a recorded take, read back with mido."""
+    out = []
+    for m in mido.merge_tracks(mido.MidiFile(path).tracks):
+        if m.type == "note_on" and m.velocity > 0:
+            out.append(("on", m.note))
+        elif m.type == "note_off" or m.type == "note_on":
+            out.append(("off", m.note))
+    return out
+
+
+def ons(seq: list[tuple[str, int]]) -> list[int]:
+    return [n for kind, n in seq if kind == "on"]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> float:
+    """Polls `condition` every 10 ms; returns the seconds it took, fails after `timeout`."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+# -- the bridge as a subprocess ----------------------------------------------------------------
+
+
+def _sigint_default() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it
+    # ignored; a user's Ctrl-C reaches a foreground bridge with the default action.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Bridge:
+    """One `daw-bridge run` process; its output goes to files (a pipe could fill up)."""
+
+    def __init__(self, env: dict[str, str], args: list[str], work: Path) -> None:
+        self.out_path, self.err_path = work / "bridge.out", work / "bridge.err"
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [*CLI, "run", *args], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                preexec_fn=_sigint_default,
+            )
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        """Stops it with `sig`; it must exit 0 without a traceback. Returns its stderr."""
+        self.proc.send_signal(sig)
+        self.proc.wait(30)
+        err = self.stderr
+        assert self.proc.returncode == 0, err
+        assert "Traceback" not in err, err
+        return err
+
+    def close(self) -> None:
+        """Ends it if still running: SIGTERM first. A SIGKILLed client makes jackd die of
+        SIGPIPE when it is stopped next, and a jackd that dies keeps its slot in JACK's
+        server registry (eight slots per machine) until a server of its name runs again."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def bridges(tmp_path: Path) -> Iterator[Callable[..., Bridge]]:
+    """`start(server, name, *args)`: a bridge named `name` whose ports are registered."""
+    started: list[Bridge] = []
+
+    def start(server: Any, name: str, *args: str) -> Bridge:
+        work = tmp_path / f"run-{len(started)}"
+        work.mkdir()
+        bridge = Bridge(server.env, ["--name", name, *args], work)
+        started.append(bridge)
+        client = graph_client(server)
+        try:
+            wait_until(
+                lambda: bridge.proc.poll() is not None or client.get_ports(f"^{name}:midi_out$"),
+                20, f"{name}:midi_out",
+            )
+        finally:
+            client.close()
+        assert bridge.proc.poll() is None, f"bridge exited early: {bridge.stderr}"
+        return bridge
+
+    yield start
+    for bridge in started:
+        bridge.close()
+
+
+class Players:
+    """Makes Players and closes each exactly once (a closed JACK client must not be touched)."""
+
+    def __init__(self) -> None:
+        self._open: list[Player] = []
+
+    def __call__(self, name: str, audio: np.ndarray, loop: bool = False) -> Player:
+        self._open.append(Player(name, audio, loop=loop))
+        return self._open[-1]
+
+    def close(self, player: Player) -> None:
+        self._open.remove(player)
+        player.close()
+
+    def close_all(self) -> None:
+        while self._open:
+            self.close(self._open[-1])
+
+
+@pytest.fixture
+def players() -> Iterator[Players]:
+    """`players(name, audio, loop=False)`: a Player closed at the end of the test."""
+    pool = Players()
+    yield pool
+    pool.close_all()
+
+
+def graph_client(server: Any) -> jack.Client:
+    return jack.Client("flt-graph", servername=server.name, no_start_server=True)
+
+
+def connect_when_there(player: Player, port: str, timeout: float = 10) -> None:
+    """Connects `port` (the bridge's midi_out) to the player's midi_in as soon as it exists."""
+    wait_until(lambda: player.client.get_ports(f"^{port}$"), timeout, port)
+    player.client.connect(port, player.midi_in)
+
+
+def play_and_capture(players: Players, name: str, bridge: str, audio: np.ndarray) -> list[tuple[str, int]]:
+    """Plays `audio` into `bridge`:in_1 and returns the notes that came back."""
+    p = players(name, audio)
+    p.start([f"{bridge}:in_1"], midi_from=f"{bridge}:midi_out")
+    assert p.finished.wait(30), "the player did not finish"
+    time.sleep(0.3)  # the last note-off
+    players.close(p)
+    return notes(p.midi)
+
+
+# -- (a) jackd killed and started again -----------------------------------------------------------
+
+
+def test_server_killed_mid_note_recovers_reconnects_and_closes_the_note(
+    fresh_jack_server, bridges, players, tmp_path, monkeypatch
+):
+    server = fresh_jack_server
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+    take = tmp_path / "lost.mid"
+    bridge = bridges(server, "flt-kill", "--connect", "^flt-daw:out$", "--record-midi", str(take))
+    daw = players("flt-daw", harmonic(64, 30.0))
+    daw.start(midi_from="flt-kill:midi_out")  # no audio connection: --connect makes it
+    wait_until(lambda: ("on", 64) in notes(daw.midi), 10, "the E4 note-on before the loss")
+
+    server.kill()
+    time.sleep(0.5)
+    players.close(daw)  # its server is gone: release libjack's side now
+    server.start()
+    back = time.monotonic()
+
+    # The DAW comes back too, with the same port name, playing G4s over and over.
+    pattern = np.concatenate([harmonic(67, 0.3), np.zeros(int(0.1 * SR), np.float32)])
+    daw2 = players("flt-daw", pattern, loop=True)
+    daw2.start()
+    connect_when_there(daw2, "flt-kill:midi_out")
+    resumed = wait_until(lambda: ("on", 67) in notes(daw2.midi), 10, "a G4 note-on after the restart")
+    resumed_s = time.monotonic() - back
+    print(f"bridge emitting again {resumed_s:.2f} s after the server's return")
+    assert resumed_s < RECOVERY_BOUND_S, f"{resumed_s:.2f} s (waited {resumed:.2f} s for the note itself)"
+    assert "flt-kill:in_1" in [p.name for p in daw2.client.get_all_connections(daw2.out)]
+
+    time.sleep(0.5)
+    err = bridge.stop()
+    seq = notes(daw2.midi)
+    # The E4 left sounding at the loss is closed on the recovered port, first.
+    assert seq[0] == ("off", 64), seq
+    assert set(ons(seq)) == {67}
+    assert_balanced(seq[1:])
+    assert "lost" in err and err.count("running as 'flt-kill'") == 2, err  # at start and after recovery
+    recorded = take_notes(take)
+    assert ons(recorded)[0] == 64 and 67 in ons(recorded), recorded
+    assert_balanced(recorded)
+
+
+# -- SIGINT, as Ctrl-C -----------------------------------------------------------------------------
+
+
+class OscCapture:
+    """A UDP receiver on 127.0.0.1 that keeps every datagram."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.datagrams.append(self.sock.recv(65536))
+            except TimeoutError:
+                continue
+
+    def close(self) -> list[OscMessage]:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+        return [m for d in self.datagrams for m in OscBundle(d) if isinstance(m, OscMessage)]
+
+
+def test_ctrl_c_mid_note_closes_it_on_midi_osc_and_in_the_files(jack_server, bridges, players, tmp_path, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    osc = OscCapture()
+    take, log = tmp_path / "cut.mid", tmp_path / "cut.jsonl"
+    bridge = bridges(
+        jack_server, "flt-int", "--record-midi", str(take), "--events", str(log), "--osc", f"127.0.0.1:{osc.port}"
+    )
+    daw = players("flt-int-daw", harmonic(69, 10.0))
+    daw.start(["flt-int:in_1"], midi_from="flt-int:midi_out")
+    wait_until(lambda: ("on", 69) in notes(daw.midi), 10, "the A4 note-on")
+    bridge.stop(signal.SIGINT)
+    time.sleep(0.1)
+    messages = osc.close()
+    assert notes(daw.midi) == [("on", 69), ("off", 69)]
+    assert take_notes(take) == [("on", 69), ("off", 69)]
+    osc_notes = [tuple(m.params) for m in messages if m.address == "/bridge/note"]
+    assert osc_notes[0][0] == 69 and osc_notes[0][1] > 0 and osc_notes[-1] == (69, 0), osc_notes
+    lines = log.read_text().splitlines()
+    assert lines and all(json.loads(line)["type"] for line in lines)
+    assert [json.loads(line)["type"] for line in lines].count("note_on") == 1
+
+
+# -- (b) the period size changes under the bridge --------------------------------------------------
+
+
+def test_period_size_changes_while_running_keep_the_output_right(fresh_jack_server, bridges, players, monkeypatch):
+    server = fresh_jack_server
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+    bridges(server, "flt-bs")
+    probe = graph_client(server)
+    try:
+        for period in (128, 256, 1024, 128):
+            if probe.blocksize != period:
+                done = subprocess.run(["jack_bufsize", str(period)], env=server.env, capture_output=True, text=True)
+                assert done.returncode == 0, done.stderr
+                wait_until(lambda: probe.blocksize == period, 10, f"the server at {period} frames")
+            seq = play_and_capture(players, f"flt-bs-{period}", "flt-bs", melody_audio(MELODY))
+            assert ons(seq) == MELODY, (period, seq)
+            assert_balanced(seq)
+    finally:
+        probe.close()
+
+
+# -- (c) an OSC target that refuses ---------------------------------------------------------------------
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_refusing_osc_target_costs_nothing_but_its_own_messages(jack_server, bridges, players, monkeypatch):
+    from tui.remote import RemoteSource
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    refused, control = free_port(socket.SOCK_DGRAM), free_port()
+    good = OscCapture()
+    bridge = bridges(
+        jack_server, "flt-osc", "--osc", f"127.0.0.1:{refused}", "--osc", f"127.0.0.1:{good.port}",
+        "--control-port", str(control),
+    )
+    seq = play_and_capture(players, "flt-osc-daw", "flt-osc", melody_audio(MELODY))
+    remote = RemoteSource("127.0.0.1", control)
+    try:
+        osc_stats = remote.snapshot().osc  # what the TUI shows
+    finally:
+        remote.close()
+    bridge.stop()
+    messages = good.close()
+
+    assert ons(seq) == MELODY
+    assert_balanced(seq)
+    note_msgs = [tuple(m.params) for m in messages if m.address == "/bridge/note"]
+    assert [n for n, v in note_msgs if v > 0] == MELODY
+    assert sorted(n for n, v in note_msgs if v == 0) == sorted(MELODY)
+    bad, ok = osc_stats[f"127.0.0.1:{refused}"], osc_stats[f"127.0.0.1:{good.port}"]
+    assert bad["errors"] > 0 and "refused" in (bad["last_error"] or "").lower(), bad
+    assert ok["errors"] == 0 and ok["bundles"] > 0, ok
+
+
+# -- (d) unwritable recording paths, a full disk -------------------------------------------------------------
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """`mount_tmpfs(name, options)`: a tmpfs mounted under tmp_path, unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_unwritable_recording_paths_are_one_line_before_start(jack_server, mount_tmpfs, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)  # a server runs: only the path can fail
+    read_only = mount_tmpfs("ro", "ro,size=64k")
+    a_file = tmp_path / "plain-file"
+    a_file.write_text("x")
+    cases = [
+        ("--record-midi", read_only / "take.mid", "Read-only file system"),
+        ("--events", read_only / "take.jsonl", "Read-only file system"),
+        ("--record-midi", tmp_path / "missing" / "take.mid", "does not exist"),
+        ("--record-midi", a_file / "take.mid", "does not exist"),
+        ("--record-midi", tmp_path, "is a directory"),
+        ("--events", tmp_path, "is a directory"),
+    ]
+    for flag, path, reason in cases:
+        before = sorted(tmp_path.rglob("*"))
+        result = cli("run", "--name", "flt-unwritable", flag, path, "--duration", "5")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, (flag, path, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("daw-bridge: error: "), result.stderr
+        assert str(path) in lines[0] and reason in lines[0], lines[0]
+        assert "running as" not in result.stderr
+        assert sorted(tmp_path.rglob("*")) == before, "a failed start left files behind"
+
+
+def test_disk_full_mid_take_keeps_whole_lines_and_never_a_corrupt_take(
+    jack_server, bridges, players, mount_tmpfs, monkeypatch
+):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    disk = mount_tmpfs("small", "size=64k")
+    take, log = disk / "take.mid", disk / "take.jsonl"
+    bridge = bridges(jack_server, "flt-full", "--record-midi", str(take), "--events", str(log))
+    # ~750 event lines a second: the 64 KiB fill up within the first notes.
+    seq = play_and_capture(players, "flt-full-daw", "flt-full", melody_audio(MELODY))
+    bridge.proc.send_signal(signal.SIGTERM)
+    bridge.proc.wait(30)
+    err = bridge.stderr
+    print(err)
+    assert ons(seq) == MELODY, "a full disk must not disturb the MIDI output"
+    assert "Traceback" not in err, err
+    assert "No space left on device" in err, err
+    # The event log is cut back to whole lines, each valid JSON.
+    text = log.read_text()
+    assert text.endswith("\n")
+    assert all(json.loads(line)["type"] for line in text.splitlines())
+    # The take is either written whole (readable, every note closed) or refused with one
+    # clear error line and no file; never a truncated file or a stray temporary one.
+    if take.exists():
+        assert bridge.proc.returncode == 0, err
+        assert_balanced(take_notes(take))
+    else:
+        assert bridge.proc.returncode == 2, err
+        assert f"daw-bridge: error: cannot write MIDI take '{take}'" in err, err
+    assert sorted(p.name for p in disk.iterdir()) == sorted(p.name for p in (take, log) if p.exists())
+
+
+# -- (e) the DAW's ports vanish and come back -------------------------------------------------------------------
+
+
+def test_source_ports_that_vanish_and_return_are_reconnected(jack_server, bridges, players, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    bridges(jack_server, "flt-re", "--connect", "^flt-re-daw:out$")
+    listener = players("flt-re-listen", np.zeros(1, np.float32))
+    listener.start(midi_from="flt-re:midi_out", play=False)
+
+    first = players("flt-re-daw", harmonic(60, 20.0))
+    first.start()
+    wait_until(lambda: ("on", 60) in notes(listener.midi), 10, "the C4 from the first DAW")
+    players.close(first)  # the DAW quits mid-note: its port vanishes
+    wait_until(lambda: ("off", 60) in notes(listener.midi), 10, "the C4's note-off after the port vanished")
+
+    again = players("flt-re-daw", melody_audio(MELODY))
+    again.start(play=False)
+    wait_until(
+        lambda: "flt-re:in_1" in [p.name for p in again.client.get_all_connections(again.out)],
+        10, "the bridge reconnecting the returned port",
+    )
+    again.play()
+    assert again.finished.wait(30)
+    time.sleep(0.3)
+    seq = notes(listener.midi)
+    assert seq[:2] == [("on", 60), ("off", 60)]
+    assert ons(seq[2:]) == MELODY, seq
+    assert_balanced(seq)
+
+
+# -- (f) bad configuration ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('[bridge]\ninputs = "four"\n', "bridge.inputs: must be a whole number from 1 to"),
+        ("[bridge]\ninputs = 2.5\n", "bridge.inputs: must be a whole number"),
+        ("[bridge]\nbend_range = 100\n", "bridge.bend_range: must be a number from 0 to 48"),
+        ("[bridge]\nconnect = \"([\"\n", "bridge.connect: is not a valid regular expression"),
+        ("[bridge]\nmidi_api = \"coreaudio\"\n", "bridge.midi_api: must be one of: jack, alsa"),
+        ("[bridge]\nclient = \"x\"\n", "unknown key 'bridge.client'"),
+        ("[osc]\ntargets = [\"127.0.0.1:70000\"]\n", "the port must be a number from 1 to 65535"),
+        ("[osc]\ntargets = \"127.0.0.1:9000\"\n", "osc.targets: must be a list"),
+        ("[osc]\nprefix = \"no-slash\"\n", "osc.prefix"),
+        ("[osc]\nrate_hz = -5\n", "osc.rate_hz: must be a number from 1 to 1000"),
+        ("[midi]\nport = 1\n", "unknown table 'midi'"),
+        ("bridge = 3\n", "unknown table 'bridge'"),
+        ("[engine]\nhop = 8\n", "engine.hop"),
+        ("[engine.onset]\nwindow = 1000\n", "engine.onset.window"),
+        ("[engine.notes]\nmin_confidence = 2.0\n", "engine.notes.min_confidence"),
+        ("[engine.pitch]\nwindows = 2048\n", "pitch.windows"),
+        ("[engine.pitch]\nfmin_hz = \"low\"\n", "pitch.fmin_hz"),
+        ("[bridge\ninputs = 1\n", "is not valid TOML"),
+        ("[bridge]\ninputs = 1\ninputs = 2\n", "is not valid TOML"),
+        ("\x00\x01binary", "is not valid TOML"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_problem(content, needle, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "dawbridge-nobody-here")  # a config that got through would say so
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    result = cli("run", "--config", path, "--duration", "1")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"daw-bridge: error: config '{path}'"), result.stderr
+    assert needle in lines[0], lines[0]
+    check = cli("config", "--check", path)
+    assert check.returncode == 2 and check.stderr.strip() == lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--config", "{missing}"], "cannot read config"),
+        (["--config", "{dir}"], "cannot read config"),
+        (["--osc", "127.0.0.1:0"], "the port must be a number from 1 to 65535"),
+        (["--osc", "[::1:9000"], "expected [IPV6]:PORT"),
+        (["--bend", "-1"], "--bend: must be a number from 0 to 48"),
+        (["--osc-prefix", "/bad prefix"], "--osc-prefix"),
+        (["--inputs", "1000"], "--inputs: must be a whole number from 1 to"),
+    ],
+)
+def test_bad_flags_are_one_line_naming_the_problem(args, needle, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "dawbridge-nobody-here")
+    args = [a.format(missing=tmp_path / "nope.toml", dir=tmp_path) for a in args]
+    result = cli("run", *args, "--duration", "1")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("daw-bridge: error: "), result.stderr
+    assert needle in lines[0], lines[0]
+
+
+def test_a_bad_control_port_is_refused_before_start(jack_server, cli, monkeypatch):
+    """With a server running, a control port that cannot be opened must fail like
+    any other bad flag: one line, exit 2, before the bridge registers with JACK."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for port, needle in [("70000", "control port"), (str(taken.getsockname()[1]), "control port")]:
+            result = cli("run", "--name", "flt-ctlport", "--control-port", port, "--duration", "5")
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2, result.stderr
+            assert len(lines) == 1 and lines[0].startswith("daw-bridge: error: ") and needle in lines[0], result.stderr
+
+
+# -- security: the network listener ------------------------------------------------------------------------------
+
+
+def control_connection(port: int) -> socket.socket:
+    """A connection to the bridge's control port, once it listens (it opens after the JACK client)."""
+    box: list[socket.socket] = []
+
+    def attempt() -> bool:
+        try:
+            box.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        except ConnectionRefusedError:
+            return False
+        return True
+
+    wait_until(attempt, 20, f"the control port {port}")
+    return box[0]
+
+
+def _sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _proc_net(kind: str) -> list[tuple[str, str, str, str]]:
+    """(local, remote, state, inode) rows of /proc/net/<kind>, addresses as hex."""
+    rows = []
+    path = Path(f"/proc/net/{kind}")
+    for line in path.read_text().splitlines()[1:]:
+        f = line.split()
+        rows.append((f[1], f[2], f[3], f[9]))
+    return rows
+
+
+def _ipv4(hex_addr: str) -> tuple[str, int]:
+    ip, port = hex_addr.split(":")
+    return socket.inet_ntoa(bytes.fromhex(ip)[::-1]), int(port, 16)
+
+
+def test_the_only_listener_is_the_control_port_on_loopback(jack_server, bridges, monkeypatch):
+    """Every socket of a running bridge (OSC on, control port on) is either the control
+    listener on 127.0.0.1 or an OSC sender connected to its target."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    control = free_port()
+    osc = OscCapture()
+    bridge = bridges(jack_server, "flt-sec", "--osc", f"127.0.0.1:{osc.port}", "--control-port", str(control))
+    control_connection(control).close()
+    wait_until(lambda: osc.datagrams, 10, "the first OSC bundle")  # the sender's socket connects on first use
+    try:
+        mine = _sockets_of(bridge.proc.pid)
+        listening, senders = [], []
+        for kind in ("tcp", "tcp6", "udp", "udp6"):
+            for local, remote, state, inode in _proc_net(kind):
+                if inode not in mine:
+                    continue
+                assert not kind.endswith("6"), f"an IPv6 {kind} socket {local}: not expected"
+                if kind == "tcp" and state == "0A":  # LISTEN
+                    listening.append(_ipv4(local))
+                elif kind == "udp":
+                    senders.append((_ipv4(local), _ipv4(remote)))
+        assert listening == [("127.0.0.1", control)]
+        assert senders and all(remote == ("127.0.0.1", osc.port) for _, remote in senders), senders
+        # Not reachable on any other address of this machine.
+        others = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)} - {"127.0.0.1"}
+        for address in others - {"127.0.1.1"}:
+            with pytest.raises(OSError):
+                socket.create_connection((address, control), timeout=1).close()
+    finally:
+        bridge.stop()
+        osc.close()
+
+
+MALFORMED = [
+    b"",
+    b"not json",
+    b"\xff\xfe\x00garbage",
+    b"[]",
+    b"42",
+    b'"snapshot"',
+    b"null",
+    b'{"op": 5}',
+    b'{"op": "eval", "code": "__import__(\'os\').system(\'true\')"}',
+    b'{"op": "set_param", "key": "onset.delta", "value": NaN}',
+    b'{"op": "set_param", "key": "onset.delta", "value": 1e999}',
+    b'{"op": "set_param", "key": "onset.delta", "value": true}',
+    b'{"op": "set_param", "key": "onset.delta", "value": "0.1"}',
+    b'{"op": "set_param", "key": "pitch.window", "value": 64}',
+    b'{"op": "set_param", "key": "onset.delta", "value": 0.1, "extra": 1}',
+    b'{"op": "start_recording", "path": "../../escape.mid"}',
+    b'{"op": "start_recording", "path": "/tmp/take.sh"}',
+    b'{"op": "start_recording", "path": 7}',
+    b'{"op": "connect", "source": "x:y", "input": -1, "connected": true}',
+    b'{"op": "set_midi_enabled", "enabled": 0}',
+]
+
+
+def _ask(f: Any, line: bytes) -> dict[str, Any]:
+    f.write(line + b"\n")
+    f.flush()
+    reply = f.readline()
+    assert reply, f"no reply to {line[:60]!r}: connection closed"
+    return json.loads(reply)
+
+
+def test_malformed_control_requests_are_refused_and_change_nothing(jack_server, bridges, monkeypatch, tmp_path):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    control = free_port()
+    bridge = bridges(jack_server, "flt-ctl", "--control-port", str(control))
+    with control_connection(control) as sock:
+        f = sock.makefile("rwb")
+        before = _ask(f, b'{"op": "snapshot"}')["result"]
+        for line in MALFORMED:
+            reply = _ask(f, line)
+            assert reply["ok"] is False and reply["error"], (line, reply)
+        after = _ask(f, b'{"op": "snapshot"}')["result"]
+    assert after["params"] == before["params"]
+    assert after["midi_enabled"] and after["osc_enabled"] and after["recording"] is None
+    assert not list(Path("/tmp").glob("escape.mid")) and not (tmp_path.parent / "escape.mid").exists()
+    bridge.stop()
+
+
+def test_deeply_nested_json_is_refused_like_any_bad_request(jack_server, bridges, monkeypatch):
+    """A request line of 5000 '[' (within the 8 KiB line limit) makes json.loads raise
+    RecursionError, which is not a ValueError: it must be refused and counted too,
+    not kill the connection's handler with a traceback on the bridge's stderr."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    control = free_port()
+    bridge = bridges(jack_server, "flt-deep", "--control-port", str(control))
+    try:
+        with control_connection(control) as sock:
+            f = sock.makefile("rwb")
+            f.write(b"[" * 5000 + b"\n")
+            f.flush()
+            reply = f.readline()
+            assert reply, "the server closed the connection instead of refusing the request"
+            assert json.loads(reply)["ok"] is False
+            assert _ask(f, b'{"op": "snapshot"}')["ok"] is True
+    finally:
+        bridge.close()
+    assert "Traceback" not in bridge.stderr, bridge.stderr
+
+
+def test_control_server_counts_what_it_refuses(jack_server, monkeypatch):
+    """In process, where the counter is visible: every malformed line counts once."""
+    import rust_engine
+
+    from bridge.live import LiveOptions, LiveRunner
+    from tui.remote import ControlServer
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    runner = LiveRunner(LiveOptions(client_name="flt-count"), rust_engine.EngineConfig({}))
+    runner.start()
+    try:
+        with ControlServer(runner, port=0) as server:
+            assert server.host == "127.0.0.1"
+            for line in [*MALFORMED, b"[" * 5000]:
+                reply = server.handle(line)
+                assert reply["ok"] is False, (line, reply)
+            assert server.rejected == len(MALFORMED) + 1
+            assert server.handle(b'{"op": "snapshot"}')["ok"] is True
+    finally:
+        runner.stop()
