@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,11 +24,10 @@ import jack
 import mido
 import numpy as np
 import pytest
-from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
 
 from bridge.player import Player
 from conftest import CLI
+from udp_capture import UdpCapture
 
 pytest_plugins = ["jack_fixtures"]
 
@@ -276,36 +274,9 @@ def test_server_killed_mid_note_recovers_reconnects_and_closes_the_note(
 # -- SIGINT, as Ctrl-C -----------------------------------------------------------------------------
 
 
-class OscCapture:
-    """A UDP receiver on 127.0.0.1 that keeps every datagram."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.datagrams: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.datagrams.append(self.sock.recv(65536))
-            except TimeoutError:
-                continue
-
-    def close(self) -> list[OscMessage]:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-        return [m for d in self.datagrams for m in OscBundle(d) if isinstance(m, OscMessage)]
-
-
 def test_ctrl_c_mid_note_closes_it_on_midi_osc_and_in_the_files(jack_server, bridges, players, tmp_path, monkeypatch):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
-    osc = OscCapture()
+    osc = UdpCapture()
     take, log = tmp_path / "cut.mid", tmp_path / "cut.jsonl"
     bridge = bridges(
         jack_server, "flt-int", "--record-midi", str(take), "--events", str(log), "--osc", f"127.0.0.1:{osc.port}"
@@ -315,7 +286,8 @@ def test_ctrl_c_mid_note_closes_it_on_midi_osc_and_in_the_files(jack_server, bri
     wait_until(lambda: ("on", 69) in notes(daw.midi), 10, "the A4 note-on")
     bridge.stop(signal.SIGINT)
     time.sleep(0.1)
-    messages = osc.close()
+    osc.close()
+    messages = osc.messages()
     assert notes(daw.midi) == [("on", 69), ("off", 69)]
     assert take_notes(take) == [("on", 69), ("off", 69)]
     osc_notes = [tuple(m.params) for m in messages if m.address == "/bridge/note"]
@@ -361,7 +333,7 @@ def test_a_refusing_osc_target_costs_nothing_but_its_own_messages(jack_server, b
 
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     refused, control = free_port(socket.SOCK_DGRAM), free_port()
-    good = OscCapture()
+    good = UdpCapture()
     bridge = bridges(
         jack_server, "flt-osc", "--osc", f"127.0.0.1:{refused}", "--osc", f"127.0.0.1:{good.port}",
         "--control-port", str(control),
@@ -373,7 +345,8 @@ def test_a_refusing_osc_target_costs_nothing_but_its_own_messages(jack_server, b
     finally:
         remote.close()
     bridge.stop()
-    messages = good.close()
+    good.close()
+    messages = good.messages()
 
     assert ons(seq) == MELODY
     assert_balanced(seq)
@@ -619,7 +592,7 @@ def test_the_only_listener_is_the_control_port_on_loopback(jack_server, bridges,
     listener on 127.0.0.1 or an OSC sender connected to its target."""
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     control = free_port()
-    osc = OscCapture()
+    osc = UdpCapture()
     bridge = bridges(jack_server, "flt-sec", "--osc", f"127.0.0.1:{osc.port}", "--control-port", str(control))
     control_connection(control).close()
     wait_until(lambda: osc.datagrams, 10, "the first OSC bundle")  # the sender's socket connects on first use

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
-from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
-from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 
 from bridge.player import Player
 from conftest import CLI
+from udp_capture import UdpCapture
 
 pytest_plugins = ["jack_fixtures"]
 
@@ -45,33 +42,6 @@ def melody_audio(notes: list[int], note_s: float = 0.25, gap_s: float = 0.15) ->
         pos += len(tone) + int(gap_s * SR)
     parts.append(np.zeros(int(0.3 * SR), np.float32))
     return np.concatenate(parts), starts
-
-
-class OscCapture:
-    """A UDP socket on 127.0.0.1 that keeps every datagram (bundles parsed later)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.datagrams: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.datagrams.append(self.sock.recv(65536))
-            except TimeoutError:
-                continue
-
-    def close(self) -> list[OscBundle]:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-        return [OscBundle(d) for d in self.datagrams]
 
 
 def start_bridge(server, *args: str) -> subprocess.Popen[str]:
@@ -127,7 +97,7 @@ def midi_notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int, int, int
 
 def test_melody_in_gives_midi_osc_and_take_files(jack_server, tmp_path, monkeypatch):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
-    osc = OscCapture()
+    osc = UdpCapture()
     take, log = tmp_path / "take.mid", tmp_path / "take.jsonl"
     proc = start_bridge(
         jack_server, "--osc", f"127.0.0.1:{osc.port}", "--record-midi", str(take), "--events", str(log)
@@ -141,7 +111,8 @@ def test_melody_in_gives_midi_osc_and_take_files(jack_server, tmp_path, monkeypa
     finally:
         out, err = stop_bridge(proc)
         player.close()
-    bundles = osc.close()
+    osc.close()
+    bundles = osc.bundles()
 
     # JACK MIDI: the melody's notes, each note-on closed by its note-off.
     notes = midi_notes(player.midi)

@@ -27,6 +27,7 @@ from rust_engine import Analyzer, EngineConfig, Event
 
 from bridge.addresses import OSC_MESSAGES, osc_address, osc_reference_markdown
 from bridge.osc_out import OscSender, TargetStats, parse_target
+from udp_capture import UdpCapture
 
 SR = 48_000
 HOP = 128
@@ -59,36 +60,6 @@ def melody(synth: ModuleType, offset: int = 0) -> list[Any]:
     return [synth.Note(n.midi + offset, n.start, n.end, n.peak) for n in synth.demo_notes()[:5]]
 
 
-class RawReceiver:
-    """Keeps every datagram that reaches a UDP port on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port: int = self.sock.getsockname()[1]
-        self.datagrams: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.datagrams.append(self.sock.recv(65536))
-            except TimeoutError:
-                continue
-
-    def bundles(self) -> list[OscBundle]:
-        return [OscBundle(d) for d in self.datagrams]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
 class OscServer:
     """A python-osc server that records every message it dispatches."""
 
@@ -107,8 +78,8 @@ class OscServer:
 
 
 @pytest.fixture
-def raw() -> Iterator[RawReceiver]:
-    receiver = RawReceiver()
+def raw() -> Iterator[UdpCapture]:
+    receiver = UdpCapture()
     yield receiver
     receiver.close()
 
@@ -172,7 +143,7 @@ def block_index(timetag: float) -> int:
 
 
 def test_one_bundle_per_block_with_every_note_and_onset(
-    synth: ModuleType, raw: RawReceiver, server: OscServer
+    synth: ModuleType, raw: UdpCapture, server: OscServer
 ) -> None:
     blocks = engine_blocks(synth, melody(synth))
     with OscSender([("127.0.0.1", server.port), ("127.0.0.1", raw.port)]) as sender:
@@ -219,7 +190,7 @@ def test_one_bundle_per_block_with_every_note_and_onset(
 
 @pytest.mark.parametrize("rate_hz", [100.0, 30.0])
 def test_continuous_streams_send_the_latest_value_once_per_interval(
-    synth: ModuleType, raw: RawReceiver, rate_hz: float
+    synth: ModuleType, raw: UdpCapture, rate_hz: float
 ) -> None:
     blocks = engine_blocks(synth, melody(synth), seconds=1.2)
     with OscSender([("127.0.0.1", raw.port)], rate_hz=rate_hz) as sender:
@@ -258,7 +229,7 @@ def test_continuous_streams_send_the_latest_value_once_per_interval(
 
 
 def test_a_held_back_value_goes_out_with_a_later_empty_block(
-    synth: ModuleType, raw: RawReceiver
+    synth: ModuleType, raw: UdpCapture
 ) -> None:
     blocks = [b for b in engine_blocks(synth, melody(synth), seconds=0.5) if b.events]
     pitched = [b for b in blocks if any(e.kind == "pitch" for e in b.events)][10:12]
@@ -318,7 +289,7 @@ class _Tagged:
 
 
 def test_refusing_target_is_counted_and_does_not_disturb_the_good_one(
-    synth: ModuleType, raw: RawReceiver
+    synth: ModuleType, raw: UdpCapture
 ) -> None:
     blocks = engine_blocks(synth, melody(synth), seconds=1.0)
     dead = closed_port()
@@ -335,7 +306,7 @@ def test_refusing_target_is_counted_and_does_not_disturb_the_good_one(
     assert bad.bundles + bad.errors == good.bundles
 
 
-def test_unroutable_target_is_counted_not_raised(synth: ModuleType, raw: RawReceiver) -> None:
+def test_unroutable_target_is_counted_not_raised(synth: ModuleType, raw: UdpCapture) -> None:
     # Without SO_BROADCAST the kernel refuses to route to the broadcast address (EACCES),
     # the same path as "network unreachable": connect() fails on every send.
     blocks = [b for b in engine_blocks(synth, melody(synth), seconds=0.3) if b.events]
@@ -348,7 +319,7 @@ def test_unroutable_target_is_counted_not_raised(synth: ModuleType, raw: RawRece
     assert bad.last_error == "Permission denied"
 
 
-def test_send_after_close_is_counted(synth: ModuleType, raw: RawReceiver) -> None:
+def test_send_after_close_is_counted(synth: ModuleType, raw: UdpCapture) -> None:
     block = next(b for b in engine_blocks(synth, melody(synth), seconds=0.5) if b.events)
     sender = OscSender([("127.0.0.1", raw.port)])
     sender.close()
@@ -440,7 +411,7 @@ def test_address_table() -> None:
     assert len(table.splitlines()) == 2 + len(OSC_MESSAGES)
 
 
-def test_onsets_and_notes_are_never_dropped(synth: ModuleType, raw: RawReceiver) -> None:
+def test_onsets_and_notes_are_never_dropped(synth: ModuleType, raw: UdpCapture) -> None:
     blocks = engine_blocks(synth, melody(synth))
     onset = next(b for b in blocks if any(e.kind == "onset" for e in b.events))
     note = next(b for b in blocks if any(e.kind == "note_on" for e in b.events))
