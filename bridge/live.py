@@ -488,8 +488,15 @@ def run(
         if tui and sys.stdin.isatty() and sys.stdout.isatty():
             from tui.app import BridgeApp
 
+            notes = runner.on_notes
             runner.on_notes = None
-            BridgeApp(runner, config_path=config_path).run()
+            app = BridgeApp(runner, config_path=config_path)
+            app.run()
+            if app.return_code:
+                # A crashed UI must not take the MIDI and OSC output down with it.
+                print("daw-bridge: the TUI stopped with an error; the bridge goes on (Ctrl-C stops it)", file=sys.stderr)
+                runner.on_notes = notes
+                _live_log(runner, lines, duration)
         else:
             _live_log(runner, lines, duration)
     except KeyboardInterrupt:

@@ -462,7 +462,7 @@ def test_displayed_note_follows_the_melody(
 
 
 def test_remote_source_mirrors_the_runner(runner: LiveRunner, player: PlayerProcess, tmp_path: Path) -> None:
-    with ControlServer(runner, port=0) as server:
+    with ControlServer(runner, port=0, take_dir=tmp_path) as server:
         remote = RemoteSource("127.0.0.1", server.port)
         try:
             wait_until(lambda: bool(runner.snapshot().connections), "the player's connection")
@@ -501,8 +501,9 @@ BAD_REQUESTS = [
     b'{"op": "set_param", "key": "notes.min_confidence", "value": 0.5, "extra": 1}',
     b'{"op": "set_midi_enabled", "enabled": 0}',
     b'{"op": "set_osc_enabled"}',
-    b'{"op": "start_recording", "path": "relative.mid"}',
-    b'{"op": "start_recording", "path": "/tmp/not-a-midi-file.txt"}',
+    b'{"op": "start_recording", "name": "../relative.mid"}',
+    b'{"op": "start_recording", "name": "not-a-midi-file.txt"}',
+    b'{"op": "start_recording", "path": "/tmp/take.mid"}',
     b'{"op": "connect", "source": "x:y", "input": 9, "connected": true}',
     b'{"op": "connect", "source": "", "input": 1, "connected": true}',
     b'{"op": "connect", "source": "x:y", "input": 1, "connected": "yes"}',

@@ -17,7 +17,8 @@ Requests and replies::
     {"op": "set_param", "key": "onset.delta", "value": 0.02}
     {"op": "set_midi_enabled", "enabled": false}
     {"op": "set_osc_enabled", "enabled": true}
-    {"op": "start_recording", "path": "/abs/take.mid"}
+    {"op": "start_recording", "name": "take-1.mid"}       (a file name only: the take goes
+                                                           into the server's take directory)
     {"op": "stop_recording"}
     {"op": "connect", "source": "ardour:out_1", "input": 1, "connected": true}
     {"op": "audio_outputs"}                               -> {"ok": true, "result": ["..."]}
@@ -30,6 +31,7 @@ import dataclasses
 import ipaddress
 import json
 import math
+import re
 import socket
 import socketserver
 import threading
@@ -113,12 +115,18 @@ def _text(req: dict[str, Any], name: str, limit: int) -> str:
     return value
 
 
-def _take_path(req: dict[str, Any]) -> Path:
-    path = Path(_text(req, "path", 4096))
-    if not path.is_absolute() or path.suffix.lower() not in (".mid", ".midi"):
-        raise BadRequest("'path' must be an absolute path ending in .mid")
+_TAKE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.mid")
+
+
+def _take_path(req: dict[str, Any], take_dir: Path) -> Path:
+    """Nothing from the network is used as a path: only a plain file name, placed in the
+    directory the server was given."""
+    name = _text(req, "name", 104)
+    if not _TAKE_NAME.fullmatch(name):
+        raise BadRequest("'name' must be a plain file name ending in .mid (letters, digits, . _ -)")
+    path = take_dir / name
     if path.exists():
-        raise BadRequest(f"'{path}' exists already; a remote take never overwrites a file")
+        raise BadRequest(f"'{name}' exists already; a remote take never overwrites a file")
     return path
 
 
@@ -134,7 +142,9 @@ class ControlServer:
     `port=0` picks a free port (see `.port`). Runs on daemon threads until `close()`.
     """
 
-    def __init__(self, runner: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+    def __init__(
+        self, runner: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, take_dir: Path | None = None
+    ) -> None:
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
@@ -144,6 +154,7 @@ class ControlServer:
         if not 0 <= port <= 65535:
             raise BridgeError(f"control port must be 0..65535, got {port}")
         self.runner = runner
+        self.take_dir = (take_dir or Path.cwd()).resolve()
         self.requests = 0
         self.rejected = 0
         self._count_lock = threading.Lock()
@@ -263,8 +274,8 @@ class ControlServer:
         self.runner.set_osc_enabled(_bool(req, "enabled"))
 
     def _start_recording(self, req: dict[str, Any]) -> None:
-        _args(req, {"path"})
-        self.runner.start_recording(_take_path(req))
+        _args(req, {"name"})
+        self.runner.start_recording(_take_path(req, self.take_dir))
 
     def _stop_recording(self, req: dict[str, Any]) -> None:
         _args(req, set())
@@ -340,7 +351,8 @@ class RemoteSource:
         self._call("set_osc_enabled", enabled=enabled)
 
     def start_recording(self, path: Path) -> None:
-        self._call("start_recording", path=str(Path(path).resolve()))
+        # The bridge decides where takes go; only the name travels.
+        self._call("start_recording", name=Path(path).name)
 
     def stop_recording(self) -> None:
         self._call("stop_recording")
