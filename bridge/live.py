@@ -224,9 +224,12 @@ class LiveRunner:
     def set_param(self, key: str, value: float) -> None:
         if key not in self._params:
             raise BridgeError(f"'{key}' cannot be changed while running")
-        # Validate here so the UI hears about a bad value at once.
+        # Validate here, by the engine's own rules, so the UI hears about a bad value at once.
+        section, name = key.split(".")
+        settings = self._config.to_dict()
+        settings[section][name] = value
         try:
-            rust_engine.Analyzer(self._config).set_param(key, value)
+            rust_engine.EngineConfig(settings)
         except ValueError as e:
             raise BridgeError(str(e)) from None
         self._params[key] = value
