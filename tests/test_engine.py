@@ -8,17 +8,14 @@ from hypothesis import strategies as st
 
 from rust_engine import Analyzer, EngineConfig, marking_for_db
 
-SR = 48_000
+import signals
+from signals import SR
 
 
 def harmonic(midi: float, seconds: float, amp: float = 0.3, harmonics: int = 5) -> np.ndarray:
-    hz = 440.0 * 2 ** ((midi - 69) / 12)
-    t = np.arange(int(seconds * SR)) / SR
-    x = sum(np.sin(2 * np.pi * hz * h * t) / h for h in range(1, harmonics + 1))
-    # 5 ms attack; 40 ms release, as an instrument's decay: a release of 20 ms or
-    # less on a high note splatters enough to fire a weak onset (a known limit).
-    env = np.clip(np.minimum(t / 0.005, (seconds - t) / 0.04), 0, 1)
-    return (amp * env * x).astype(np.float32)
+    # A 40 ms release, as an instrument's decay: a release of 20 ms or less on a
+    # high note splatters enough to fire a weak onset (a known limit).
+    return signals.harmonic(midi, seconds, amp, harmonics, release_s=0.04)
 
 
 def melody(notes: list[tuple[int, float]], gap: float = 0.08) -> tuple[np.ndarray, list[tuple[float, int]]]:

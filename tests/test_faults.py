@@ -27,33 +27,16 @@ import pytest
 
 from bridge.player import Player
 from conftest import CLI
+from signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
 
 pytest_plugins = ["jack_fixtures"]
 
-SR = 48_000
 MELODY = [60, 64, 67, 72, 67]
 RECOVERY_BOUND_S = 3.0  # issue 6: emitting again within 3 s of the server's return
 
 
 # -- signals and MIDI -------------------------------------------------------------------------
-
-
-def harmonic(midi: int, seconds: float, amp: float = 0.3) -> np.ndarray:
-    hz = 440.0 * 2 ** ((midi - 69) / 12)
-    t = np.arange(int(seconds * SR)) / SR
-    x = sum(np.sin(2 * np.pi * hz * h * t) / h for h in range(1, 6))
-    env = np.clip(np.minimum(t / 0.005, (seconds - t) / 0.02), 0, 1)
-    return (amp * env * x).astype(np.float32)
-
-
-def melody_audio(notes: list[int], note_s: float = 0.25, gap_s: float = 0.15) -> np.ndarray:
-    gap = np.zeros(int(gap_s * SR), np.float32)
-    parts = [np.zeros(int(0.2 * SR), np.float32)]
-    for n in notes:
-        parts += [harmonic(n, note_s), gap]
-    parts.append(np.zeros(int(0.3 * SR), np.float32))
-    return np.concatenate(parts)
 
 
 def notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int]]:
@@ -213,8 +196,18 @@ def graph_client(server: Any) -> jack.Client:
 
 def connect_when_there(player: Player, port: str, timeout: float = 10) -> None:
     """Connects `port` (the bridge's midi_out) to the player's midi_in as soon as it exists."""
-    wait_until(lambda: player.client.get_ports(f"^{port}$"), timeout, port)
-    player.client.connect(port, player.midi_in)
+    # A port shows up as soon as it is registered, but JACK refuses to connect it
+    # until its client is activated a moment later: retry until then.
+    def connected() -> bool:
+        if not player.client.get_ports(f"^{port}$"):
+            return False
+        try:
+            player.client.connect(port, player.midi_in)
+        except jack.JackError:
+            return False
+        return True
+
+    wait_until(connected, timeout, port)
 
 
 def play_and_capture(players: Players, name: str, bridge: str, audio: np.ndarray) -> list[tuple[str, int]]:
@@ -311,7 +304,7 @@ def test_period_size_changes_while_running_keep_the_output_right(fresh_jack_serv
                 done = subprocess.run(["jack_bufsize", str(period)], env=server.env, capture_output=True, text=True)
                 assert done.returncode == 0, done.stderr
                 wait_until(lambda: probe.blocksize == period, 10, f"the server at {period} frames")
-            seq = play_and_capture(players, f"flt-bs-{period}", "flt-bs", melody_audio(MELODY))
+            seq = play_and_capture(players, f"flt-bs-{period}", "flt-bs", melody_audio(MELODY)[0])
             assert ons(seq) == MELODY, (period, seq)
             assert_balanced(seq)
     finally:
@@ -338,7 +331,7 @@ def test_a_refusing_osc_target_costs_nothing_but_its_own_messages(jack_server, b
         jack_server, "flt-osc", "--osc", f"127.0.0.1:{refused}", "--osc", f"127.0.0.1:{good.port}",
         "--control-port", str(control),
     )
-    seq = play_and_capture(players, "flt-osc-daw", "flt-osc", melody_audio(MELODY))
+    seq = play_and_capture(players, "flt-osc-daw", "flt-osc", melody_audio(MELODY)[0])
     remote = RemoteSource("127.0.0.1", control)
     try:
         osc_stats = remote.snapshot().osc  # what the TUI shows
@@ -412,7 +405,7 @@ def test_disk_full_mid_take_keeps_whole_lines_and_never_a_corrupt_take(
     take, log = disk / "take.mid", disk / "take.jsonl"
     bridge = bridges(jack_server, "flt-full", "--record-midi", str(take), "--events", str(log))
     # ~750 event lines a second: the 64 KiB fill up within the first notes.
-    seq = play_and_capture(players, "flt-full-daw", "flt-full", melody_audio(MELODY))
+    seq = play_and_capture(players, "flt-full-daw", "flt-full", melody_audio(MELODY)[0])
     bridge.proc.send_signal(signal.SIGTERM)
     bridge.proc.wait(30)
     err = bridge.stderr
@@ -450,7 +443,7 @@ def test_source_ports_that_vanish_and_return_are_reconnected(jack_server, bridge
     players.close(first)  # the DAW quits mid-note: its port vanishes
     wait_until(lambda: ("off", 60) in notes(listener.midi), 10, "the C4's note-off after the port vanished")
 
-    again = players("flt-re-daw", melody_audio(MELODY))
+    again = players("flt-re-daw", melody_audio(MELODY)[0])
     again.start(play=False)
     wait_until(
         lambda: "flt-re:in_1" in [p.name for p in again.client.get_all_connections(again.out)],

@@ -10,38 +10,17 @@ import subprocess
 import time
 
 import mido
-import numpy as np
 import pytest
 from pythonosc.osc_message import OscMessage
 
 from bridge.player import Player
 from conftest import CLI
+from signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
 
 pytest_plugins = ["jack_fixtures"]
 
-SR = 48_000
 MELODY = [60, 64, 67, 72, 67]
-
-
-def harmonic(midi: int, seconds: float, amp: float = 0.3) -> np.ndarray:
-    hz = 440.0 * 2 ** ((midi - 69) / 12)
-    t = np.arange(int(seconds * SR)) / SR
-    x = sum(np.sin(2 * np.pi * hz * h * t) / h for h in range(1, 6))
-    env = np.clip(np.minimum(t / 0.005, (seconds - t) / 0.02), 0, 1)
-    return (amp * env * x).astype(np.float32)
-
-
-def melody_audio(notes: list[int], note_s: float = 0.25, gap_s: float = 0.15) -> tuple[np.ndarray, list[int]]:
-    """The audio and each note's start sample."""
-    parts, starts, pos = [np.zeros(int(0.2 * SR), np.float32)], [], int(0.2 * SR)
-    for n in notes:
-        starts.append(pos)
-        tone = harmonic(n, note_s)
-        parts += [tone, np.zeros(int(gap_s * SR), np.float32)]
-        pos += len(tone) + int(gap_s * SR)
-    parts.append(np.zeros(int(0.3 * SR), np.float32))
-    return np.concatenate(parts), starts
 
 
 def start_bridge(server, *args: str) -> subprocess.Popen[str]:
