@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import mido
+import soundfile as sf
 import pytest
 from pythonosc.osc_message import OscMessage
 
@@ -187,12 +189,19 @@ def test_server_killed_and_restarted_recovers_without_stuck_notes(fresh_jack_ser
     monkeypatch.setenv("JACK_DEFAULT_SERVER", fresh_jack_server.name)
     take = tmp_path / "lost.mid"
     proc = start_bridge(fresh_jack_server, "--record-midi", str(take))
-    player = Player("test-player-3", harmonic(64, 10.0))
-    player.start(["daw-bridge:in_1"])
-    time.sleep(0.8)  # E4 sounding
+    # The player whose server dies runs in a process of its own: closing a libjack
+    # client after its server was killed can deadlock inside libjack.
+    wav = tmp_path / "e4.wav"
+    sf.write(wav, harmonic(64, 10.0), SR, subtype="FLOAT")
+    player = subprocess.Popen(
+        [sys.executable, "-m", "bridge.player", str(wav), "--name", "test-player-3", "--to", "daw-bridge:in_1"],
+        env=fresh_jack_server.env,
+        stdin=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)  # E4 sounding
     fresh_jack_server.kill()
-    time.sleep(0.5)
-    player.close()  # its server is gone: release libjack's side now, not at interpreter exit
+    player.kill()
+    player.wait()
     fresh_jack_server.start()
     # The bridge comes back by itself, owing a note-off for the E4.
     deadline = time.monotonic() + 10
