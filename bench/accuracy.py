@@ -126,7 +126,8 @@ def run_engine(audio: np.ndarray, sr: int) -> Estimate:
                 notes.append((open_note[0], ev.t, open_note[1]))
             open_note = (ev.t, ev.note)
         elif ev.kind == "note_off" and open_note is not None:
-            notes.append((open_note[0], ev.t, open_note[1]))
+            if ev.t > open_note[0]:  # a note-off at the note's own start retracts it
+                notes.append((open_note[0], ev.t, open_note[1]))
             open_note = None
     end = len(audio) / sr
     if open_note is not None:

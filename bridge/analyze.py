@@ -115,6 +115,7 @@ def analyze_file(
                     note_events.append(event)
                 if events_file is not None:
                     events_file.write(json.dumps(event.to_dict(), allow_nan=False) + "\n")
+        note_events = without_retracted(note_events)
         if midi_file is not None:
             midi_file.stream.close()
             try:
@@ -124,6 +125,22 @@ def analyze_file(
         return Result(
             audio.samplerate, audio.frames, audio.channels, count, pair_notes(note_events)
         )
+
+
+def without_retracted(events: list[Event]) -> list[Event]:
+    """Drops the notes the engine retracted: a note-off at its note-on's own
+    sample means a wrong attack was corrected (the events log keeps both).
+
+    ``events`` are note events of one analyser in emission order.
+    """
+    open_at: dict[int, int] = {}
+    drop: set[int] = set()
+    for i, event in enumerate(events):
+        if event.kind == "note_on":
+            open_at[event.note] = i
+        elif (j := open_at.pop(event.note, None)) is not None and event.sample == events[j].sample:
+            drop.update((i, j))
+    return [e for i, e in enumerate(events) if i not in drop]
 
 
 def pair_notes(events: list[Event]) -> list[Note]:

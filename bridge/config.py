@@ -183,6 +183,7 @@ ENGINE_COMMENTS = {
     "notes.change_ms": "how long a new pitch must last to change note",
     "notes.min_note_ms": "shortest note",
     "notes.release_ms": "silence or low confidence this long ends a note",
+    "notes.correct_ms": "a new pitch settling this soon after a note-on corrects it (0: never)",
 }
 
 

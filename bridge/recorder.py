@@ -181,7 +181,8 @@ class TakeRecorder:
     def _end(self, key: tuple[int, int], t: float) -> None:
         if key in self._open:
             start, velocity = self._open.pop(key)
-            self._notes.append(RecordedNote(key[0], key[1], velocity, start, max(t, start)))
+            if t > start:  # a note-off at the note's own start retracts it
+                self._notes.append(RecordedNote(key[0], key[1], velocity, start, t))
 
     def _midi_file(self) -> mido.MidiFile:
         midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)

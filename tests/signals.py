@@ -29,3 +29,14 @@ def melody_audio(notes: list[int], note_s: float = 0.25, gap_s: float = 0.15) ->
         pos += len(tone) + int(gap_s * SR)
     parts.append(np.zeros(int(0.3 * SR), np.float32))
     return np.concatenate(parts), starts
+
+
+def octave_low_attack(midi: float, seconds: float = 0.5) -> np.ndarray:
+    """0.1 s of silence, then a tone whose first 40 ms carry its sub-octave as
+    loud as itself (the period doubles), faded out by 60 ms: pitch trackers
+    hear the octave below first. 0.1 s of silence after."""
+    t = np.arange(int(seconds * SR)) / SR
+    fade = np.clip(1 - (t - 0.04) / 0.02, 0, 1).astype(np.float32)
+    tone = harmonic(midi, seconds) + fade * harmonic(midi - 12, seconds)
+    silence = np.zeros(int(0.1 * SR), np.float32)
+    return np.concatenate([silence, tone, silence])

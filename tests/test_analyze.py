@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import DEMO_DIR
+from signals import SR, octave_low_attack
 from rust_engine import Analyzer, EngineConfig
 
 from bridge import analyze
@@ -85,6 +86,20 @@ def test_pair_notes_orders_offs_before_ons_at_the_same_sample():
         (60, 0.1, 0.5, 90),
         (60, 0.5, 0.9, 70),
     ]  # the last note-on has no note-off: dropped
+
+
+def test_retracted_notes_leave_the_midi_file_and_the_note_list(tmp_path):
+    wav = tmp_path / "attack.wav"
+    sf.write(wav, octave_low_attack(48), SR, subtype="FLOAT")
+    events_path, midi_path = tmp_path / "e.jsonl", tmp_path / "e.mid"
+    result = analyze_file(wav, midi_out=midi_path, events_out=events_path)
+    logged = [json.loads(line) for line in events_path.read_text().splitlines()]
+    ons = {e["note"]: e["t"] for e in logged if e["type"] == "note_on"}
+    offs = {e["note"]: e["t"] for e in logged if e["type"] == "note_off"}
+    assert ons[36] == offs[36]  # the log keeps the retraction
+    assert [(n.note, round(n.start, 2)) for n in result.notes] == [(48, 0.1)]
+    played = [(m.type, m.note) for m in mido.MidiFile(midi_path).tracks[0] if not m.is_meta]
+    assert played == [("note_on", 48), ("note_off", 48)]
 
 
 def test_midi_ticks_are_exact_seconds_at_120_bpm(tmp_path):

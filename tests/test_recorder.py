@@ -24,6 +24,7 @@ import mido
 import numpy as np
 import pytest
 from rust_engine import Analyzer, EngineConfig, Event
+from signals import octave_low_attack
 
 from bridge.recorder import EventLog, RecordingError, TakeRecorder
 
@@ -148,6 +149,16 @@ def test_take_places_notes_at_their_onsets(synth: ModuleType, tmp_path: Path) ->
     truth = [n.start - 0.15 for n in melody(synth)]
     assert all(abs(n[2] - t) < 0.01 for n, t in zip(tracks["in_1"], truth, strict=True))
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+def test_a_retracted_note_stays_out_of_the_take(tmp_path: Path) -> None:
+    analyzer = Analyzer(EngineConfig({"sample_rate": SR, "hop": 128}))
+    events = [*analyzer.process(octave_low_attack(48)), *analyzer.flush()]
+    assert [e.note for e in events if e.kind == "note_on"] == [36, 48]  # 36 is retracted
+    path = tmp_path / "take.mid"
+    with TakeRecorder(path) as recorder:
+        recorder.add(events)
+    assert [(n[1], round(n[2], 2)) for n in read_notes(path)["in_1"]] == [(48, 0.1)]
 
 
 def test_inputs_get_their_own_track_and_channel(synth: ModuleType, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 //! dynamics, onsets, pitch and notes on each, so results never depend on the
 //! block size.
 
+use crate::attack::AttackFinder;
 use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
 use crate::dynamics::{Dynamics, FLOOR_DB};
 use crate::error::{ConfigError, ProcessError};
@@ -14,14 +15,22 @@ use crate::pitch::{hz_to_midi, Yin};
 /// input is clamped so every sum stays finite.
 const MAX_SAMPLE: f32 = 1000.0;
 
-/// Most events one hop can produce: onset, pitch, dynamics, note-off, note-on.
-pub const MAX_EVENTS_PER_HOP: usize = 5;
+/// Confidence that keeps a pitch voiced when it continues the previous hop's.
+const HOLD_CONFIDENCE: f32 = 0.5;
+
+/// How close (semitones) a pitch must stay to the previous hop's to continue it.
+const CONTINUE_SEMITONES: f32 = 0.5;
+
+/// Most events one hop can produce: onset, pitch, dynamics, note-off, and a
+/// note-on with the onset found for it.
+pub const MAX_EVENTS_PER_HOP: usize = 6;
 
 /// Everything for one mono channel; allocates only in `new`.
 pub struct Analyzer {
     cfg: EngineConfig,
     yin: Yin,
     flux: SpectralFlux,
+    attacks: AttackFinder,
     dynamics: Dynamics,
     notes: NoteTracker,
     /// The most recent samples, oldest first; long enough for both frames.
@@ -39,6 +48,8 @@ pub struct Analyzer {
     silence_db: f32,
     gate_amplitude: f32,
     min_confidence: f32,
+    /// The previous hop's pitch when it was voiced, for voicing hysteresis.
+    last_voiced_midi: Option<f32>,
 }
 
 impl Analyzer {
@@ -49,6 +60,7 @@ impl Analyzer {
         Ok(Self {
             yin: Yin::new(&cfg),
             flux: SpectralFlux::new(&cfg),
+            attacks: AttackFinder::new(&cfg),
             dynamics: Dynamics::new(&cfg),
             notes: NoteTracker::new(&cfg),
             history,
@@ -61,6 +73,7 @@ impl Analyzer {
             silence_db: cfg.notes.silence_db,
             gate_amplitude: 10f32.powf(cfg.notes.silence_db / 20.0),
             min_confidence: cfg.notes.min_confidence,
+            last_voiced_midi: None,
             cfg,
         })
     }
@@ -148,6 +161,7 @@ impl Analyzer {
     /// Back to the state after `new`; an open note is dropped without note-off.
     pub fn reset(&mut self) {
         self.flux.reset();
+        self.attacks.reset();
         self.dynamics.reset();
         self.notes.reset();
         self.history.fill(0.0);
@@ -156,6 +170,7 @@ impl Analyzer {
         self.segment_start = 0;
         self.last_gate_open = None;
         self.gate_was_open = false;
+        self.last_voiced_midi = None;
     }
 
     fn run_hop(&mut self, out: &mut Vec<Event>) {
@@ -191,6 +206,7 @@ impl Analyzer {
             out.push(Event { sample: at, emit_sample: end, data: EventData::Onset { strength } });
             segment = segment.or(Some(at)).map(|s| s.max(at));
         }
+        self.attacks.push(end, self.flux.log_spectrum());
         // A flux onset confirming the gate's segment is not a new one.
         let segment = segment.filter(|&s| s != self.segment_start);
         if let Some(s) = segment {
@@ -204,8 +220,17 @@ impl Analyzer {
         } else {
             crate::pitch::PitchEstimate::NONE
         };
-        let voiced = estimate.voiced && estimate.confidence >= self.min_confidence && gate_open;
-        let midi = if voiced { hz_to_midi(estimate.hz) } else { 0.0 };
+        // Voicing with hysteresis: a pitch that continues the last voiced one
+        // needs less confidence than a new one (a decaying or breathy note
+        // holds its pitch through dips that would not start it).
+        let guess = if estimate.hz > 0.0 { hz_to_midi(estimate.hz) } else { 0.0 };
+        let continues = self.last_voiced_midi.is_some_and(|m| (guess - m).abs() < CONTINUE_SEMITONES)
+            && estimate.confidence >= HOLD_CONFIDENCE;
+        let voiced = gate_open
+            && estimate.hz > 0.0
+            && ((estimate.voiced && estimate.confidence >= self.min_confidence) || continues);
+        let midi = if voiced { guess } else { 0.0 };
+        self.last_voiced_midi = voiced.then_some(midi);
         // YIN's integration window is the newest half of the frame: the event
         // describes its middle (monotonic from hop to hop).
         let pitch_sample = end - (frame_len.max(hop) / 4) as u64;
@@ -242,7 +267,7 @@ impl Analyzer {
             db: if gate_open { levels.db } else { FLOOR_DB },
             segment,
         };
-        self.notes.process(&info, &self.dynamics, out);
+        self.notes.process(&info, &self.dynamics, &self.attacks, out);
     }
 }
 

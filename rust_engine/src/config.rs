@@ -62,6 +62,10 @@ pub struct NoteConfig {
     pub min_note_ms: f32,
     /// How long silence or low confidence must last before a note is released, in milliseconds.
     pub release_ms: f32,
+    /// For this long after a note-on, another pitch settling without an onset
+    /// corrects the note (an octave-wrong or gliding attack) instead of
+    /// starting a new one, in milliseconds; 0 turns correction off.
+    pub correct_ms: f32,
 }
 
 /// The whole engine's configuration.
@@ -102,6 +106,7 @@ impl Default for EngineConfig {
                 change_ms: 40.0,
                 min_note_ms: 40.0,
                 release_ms: 20.0,
+                correct_ms: 100.0,
             },
         }
     }
@@ -205,6 +210,7 @@ impl EngineConfig {
             (n.change_ms, "notes.change_ms"),
             (n.min_note_ms, "notes.min_note_ms"),
             (n.release_ms, "notes.release_ms"),
+            (n.correct_ms, "notes.correct_ms"),
         ] {
             check(v.is_finite() && (0.0..=2000.0).contains(&v), key, "must be 0..2000 ms")?;
         }
@@ -233,7 +239,7 @@ macro_rules! fields {
 
 /// The single table of settings: the TOML file, the Python dict and the
 /// generated defaults all go through it, in this order.
-const FIELDS: [Field; 21] = fields! {
+const FIELDS: [Field; 22] = fields! {
     "sample_rate", true, sample_rate as u32;
     "hop", true, hop as usize;
     "pitch.fmin_hz", false, pitch.fmin_hz as f32;
@@ -255,6 +261,7 @@ const FIELDS: [Field; 21] = fields! {
     "notes.change_ms", false, notes.change_ms as f32;
     "notes.min_note_ms", false, notes.min_note_ms as f32;
     "notes.release_ms", false, notes.release_ms as f32;
+    "notes.correct_ms", false, notes.correct_ms as f32;
 };
 
 /// The settings that may change while the engine runs (from the UI).

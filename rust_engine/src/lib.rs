@@ -6,6 +6,7 @@
 //! computes. The Python bindings live in `py` behind the `python` feature.
 
 pub mod analyzer;
+pub mod attack;
 pub mod config;
 pub mod dynamics;
 pub mod error;

@@ -7,9 +7,18 @@
 //! onset when the pitch after it settles on another note, and is re-struck
 //! when the level jumps; otherwise (vibrato, a bow change, a false onset) it
 //! goes on. Without an onset, a note changes on a pitch change that lasts
-//! `change_ms` and passes the hysteresis, and it ends after `release_ms` of
-//! silence or low confidence. No note is shorter than `min_note_ms`.
+//! `change_ms` and passes the hysteresis; it is placed where its harmonics
+//! rose (`AttackFinder`), which also gives the onset the spectral flux missed.
+//! A note ends after `release_ms` of silence or low confidence. No note is shorter than `min_note_ms`.
+//!
+//! Attacks are where pitch is least sure: some start an octave low, some glide
+//! in. Within `correct_ms` of a note-on, a different pitch that settles with
+//! no onset between corrects the note rather than following it: the wrong note
+//! is retracted (its note-off lands at its own start, so it has no length) and
+//! the right one starts at the same onset. Live output hears the wrong note
+//! briefly; transcriptions drop the retracted one.
 
+use crate::attack::AttackFinder;
 use crate::config::EngineConfig;
 use crate::dynamics::Dynamics;
 use crate::event::{Event, EventData};
@@ -38,6 +47,9 @@ pub struct HopInfo {
 struct Active {
     note: u8,
     on: u64,
+    velocity: u8,
+    /// Where the first note-on of this onset was sent: corrections count from here.
+    emitted: u64,
 }
 
 /// A pitch seen on consecutive hops, not yet confirmed.
@@ -53,6 +65,9 @@ const CONFIRM_HOPS: usize = 2;
 
 /// Confidence at which one voiced hop is enough to start a note.
 const SURE_CONFIDENCE: f32 = 0.95;
+
+/// Agreeing hops a corrected pitch needs: more than a start, as attacks waver.
+const CORRECT_HOPS: usize = 3;
 
 /// Level rise over the level before an onset that re-strikes the same note, in dB.
 const RESTRIKE_DB: f32 = 6.0;
@@ -71,6 +86,8 @@ pub struct NoteTracker {
     change_hops: usize,
     release_hops: usize,
     min_note: u64,
+    /// Samples after a note-on within which a settling pitch corrects it.
+    correct: u64,
     /// How far a segment start may precede the first voiced frame and still place the note:
     /// two pitch windows, as low notes (a piano's G1) stay aperiodic that long after their attack.
     max_segment_lead: u64,
@@ -96,6 +113,7 @@ impl NoteTracker {
             change_hops: cfg.ms_to_hops(n.change_ms),
             release_hops: cfg.ms_to_hops(n.release_ms),
             min_note: (n.min_note_ms * cfg.samples_per_ms()) as u64,
+            correct: (n.correct_ms * cfg.samples_per_ms()) as u64,
             max_segment_lead: 2 * cfg.pitch_window() as u64,
             active: None,
             candidate: None,
@@ -147,7 +165,7 @@ impl NoteTracker {
         let note = midi.round().clamp(0.0, 127.0) as u8;
         let at = at.clamp(self.last_off, emit);
         out.push(Event { sample: at, emit_sample: emit, data: EventData::NoteOn { note, velocity } });
-        self.active = Some(Active { note, on: at });
+        self.active = Some(Active { note, on: at, velocity, emitted: emit });
         self.candidate = None;
         self.change = None;
         self.unvoiced_hops = 0;
@@ -162,7 +180,7 @@ impl NoteTracker {
     }
 
     /// Advances one hop, appending any note events to `out`.
-    pub fn process(&mut self, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
+    pub fn process(&mut self, hop: &HopInfo, dynamics: &Dynamics, attacks: &AttackFinder, out: &mut Vec<Event>) {
         if let Some(start) = hop.segment {
             match self.active {
                 Some(a) if hop.end - a.on >= self.min_note => {
@@ -180,7 +198,7 @@ impl NoteTracker {
         self.last_db = hop.db;
 
         match self.active {
-            Some(active) => self.hold(active, hop, dynamics, out),
+            Some(active) => self.hold(active, hop, dynamics, attacks, out),
             None => self.start(hop, dynamics, out),
         }
     }
@@ -207,7 +225,7 @@ impl NoteTracker {
         self.note_on(candidate.midi, at, velocity, hop.end, out);
     }
 
-    fn hold(&mut self, active: Active, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
+    fn hold(&mut self, active: Active, hop: &HopInfo, dynamics: &Dynamics, attacks: &AttackFinder, out: &mut Vec<Event>) {
         let old_enough = hop.end - active.on >= self.min_note;
         if !hop.voiced {
             if self.unvoiced_hops == 0 {
@@ -264,10 +282,30 @@ impl NoteTracker {
             return;
         }
         let change = self.track_change(hop, hop.pitch_sample);
+        if change.first <= active.emitted + self.correct && change.hops >= CORRECT_HOPS {
+            // Retract the note: a note-off at its own start, then the settled pitch in its place.
+            self.note_off(active.on, hop.end, out);
+            self.note_on(change.midi, active.on, active.velocity, hop.end, out);
+            if let Some(a) = self.active.as_mut() {
+                a.emitted = active.emitted;
+            }
+            return;
+        }
         if change.hops >= self.change_hops && old_enough {
-            self.note_off(change.first, hop.end, out);
+            let at = match attacks.find(change.midi, change.first, active.on + self.min_note) {
+                Some(attack) if attack.sample < change.first => {
+                    out.push(Event {
+                        sample: attack.sample,
+                        emit_sample: hop.end,
+                        data: EventData::Onset { strength: attack.strength },
+                    });
+                    attack.sample
+                }
+                _ => change.first,
+            };
+            self.note_off(at, hop.end, out);
             let velocity = dynamics.velocity_for_db(hop.db);
-            self.note_on(change.midi, change.first, velocity, hop.end, out);
+            self.note_on(change.midi, at, velocity, hop.end, out);
         }
     }
 

@@ -78,6 +78,11 @@ impl SpectralFlux {
         self.delta = delta;
     }
 
+    /// Log-compressed magnitudes of the frame `process` last analysed.
+    pub fn log_spectrum(&self) -> &[f32] {
+        &self.prev_log
+    }
+
     /// Forgets all history.
     pub fn reset(&mut self) {
         self.prev_log.fill(0.0);

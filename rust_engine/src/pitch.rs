@@ -17,7 +17,7 @@ use crate::config::EngineConfig;
 /// One pitch estimate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PitchEstimate {
-    /// Fundamental in Hz; 0 when no lag passed the threshold.
+    /// Fundamental in Hz; for an unvoiced frame, the best guess (the deepest dip).
     pub hz: f32,
     /// 1 - aperiodicity at the chosen lag, in [0, 1], also for unvoiced frames.
     pub confidence: f32,
@@ -32,6 +32,12 @@ impl PitchEstimate {
 /// A dip at a sub-multiple of the chosen lag this deep wins the octave check
 /// (tuned on the accuracy corpus: 0.2 beat 0, 0.3, 0.5 and 0.7).
 const OCTAVE_DIP: f32 = 0.2;
+
+/// A split dip's deeper half lies within 1/this of the first half's lag.
+const SPLIT_DIP_DIVISOR: usize = 12;
+
+/// ... and is taken when it is this much deeper.
+const SPLIT_DIP_RATIO: f32 = 0.5;
 
 /// Converts a frequency to a fractional MIDI note number (A4 = 440 Hz = 69).
 pub fn hz_to_midi(hz: f32) -> f32 {
@@ -197,10 +203,15 @@ impl Yin {
         let mut tau = self.tau_min;
         while tau < tau_max {
             if cmnd[tau] < self.threshold {
+                // The deepest point of the dip. An inharmonic or detuned tone
+                // (a piano's low strings) splits it in two a few per cent
+                // apart; the next true candidate, the octave below, is twice as far.
                 while tau + 1 < tau_max && cmnd[tau + 1] < cmnd[tau] {
                     tau += 1;
                 }
-                best = Some(tau);
+                let end = (tau + tau / SPLIT_DIP_DIVISOR).min(tau_max - 1);
+                let deepest = (tau..=end).min_by(|&a, &b| cmnd[a].total_cmp(&cmnd[b])).expect("non-empty");
+                best = Some(if cmnd[deepest] < SPLIT_DIP_RATIO * cmnd[tau] { deepest } else { tau });
                 break;
             }
             tau += 1;
@@ -228,16 +239,13 @@ impl Yin {
             }
         }
         let confidence = (1.0 - cmnd[tau]).clamp(0.0, 1.0);
-        if !voiced {
-            return PitchEstimate { hz: 0.0, confidence, voiced: false };
-        }
 
         // Step 5: parabolic interpolation of the dip for sub-sample accuracy.
         let (a, b, c) = (cmnd[tau - 1], cmnd[tau], cmnd[tau + 1]);
         let denom = a - 2.0 * b + c;
         let shift = if denom > 0.0 { (0.5 * (a - c) / denom).clamp(-0.5, 0.5) } else { 0.0 };
         let period = tau as f32 + shift;
-        PitchEstimate { hz: self.sample_rate / period, confidence, voiced: true }
+        PitchEstimate { hz: self.sample_rate / period, confidence, voiced }
     }
 }
 

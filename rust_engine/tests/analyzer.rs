@@ -40,6 +40,56 @@ fn a_legato_line_changes_note_without_gaps() {
 }
 
 #[test]
+fn an_octave_low_attack_is_retracted_and_the_note_placed_at_its_onset() {
+    // A tone whose first 40 ms carry its sub-octave as loud as itself (the
+    // period doubles), fading out by 60 ms: YIN first hears the octave below.
+    let sub = tone(36.0, 0.5, 0.3);
+    let mut x = vec![0.0; 4800];
+    x.extend(tone(48.0, 0.5, 0.3).iter().zip(&sub).enumerate().map(|(i, (&v, &s))| {
+        let t = i as f32 / SR;
+        v + s * (1.0 - (t - 0.04) / 0.02).clamp(0.0, 1.0)
+    }));
+    x.extend(vec![0.0; 4800]);
+    let found = notes(&analyse(&EngineConfig::default(), &x, &[128]));
+    assert!(found.iter().any(|n| n.1 == 36 && n.0 == n.2), "no retracted octave-low note: {found:?}");
+    let kept = kept(&found);
+    assert_eq!(kept.len(), 1, "{found:?}");
+    assert_eq!(kept[0].1, 48);
+    assert!((kept[0].0 - 0.1).abs() < 0.010, "{kept:?}");
+}
+
+#[test]
+fn a_correction_can_be_turned_off() {
+    let sub = tone(36.0, 0.5, 0.3);
+    let mut x = vec![0.0; 4800];
+    x.extend(tone(48.0, 0.5, 0.3).iter().zip(&sub).enumerate().map(|(i, (&v, &s))| {
+        v + s * (1.0 - (i as f32 / SR - 0.04) / 0.02).clamp(0.0, 1.0)
+    }));
+    let mut cfg = EngineConfig::default();
+    cfg.notes.correct_ms = 0.0;
+    let found = notes(&analyse(&cfg, &x, &[128]));
+    // The octave-low note sounds until the pitch change is confirmed, then the note changes.
+    assert_eq!(found.iter().map(|n| n.1).collect::<Vec<_>>(), vec![36, 48], "{found:?}");
+    assert!(found.iter().all(|n| n.2 > n.0), "{found:?}");
+}
+
+#[test]
+fn a_slurred_change_is_placed_where_the_new_note_rises_with_an_onset_there() {
+    let mut x = vec![0.0; 4800];
+    x.extend(crossfade(57.0, 62.0, 0.3, 0.06, 0.6, 0.3));
+    x.extend(vec![0.0; 4800]);
+    let events = analyse(&EngineConfig::default(), &x, &[128]);
+    let found = kept(&notes(&events));
+    assert_eq!(found.iter().map(|n| n.1).collect::<Vec<_>>(), vec![57, 62], "{found:?}");
+    let change = found[1].0;
+    // The fade starts at 0.4 s; the new note is a fifth of the way in 12 ms later.
+    assert!((0.395..0.43).contains(&change), "{found:?}");
+    let onsets: Vec<f32> =
+        events.iter().filter(|e| matches!(e.data, EventData::Onset { .. })).map(|e| e.sample as f32 / SR).collect();
+    assert!(onsets.contains(&change), "no onset at the change {change}: {onsets:?}");
+}
+
+#[test]
 fn a_repeated_pitch_is_re_articulated() {
     let (x, truth) = melody(&[(67.0, 0.25), (67.0, 0.25), (67.0, 0.25)], 0.03);
     let found = notes(&analyse(&EngineConfig::default(), &x, &[512]));

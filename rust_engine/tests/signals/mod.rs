@@ -38,6 +38,20 @@ pub fn legato(notes: &[(f32, f32)], amp: f32) -> Vec<f32> {
     x
 }
 
+/// Two harmonic tones cross-faded linearly over `fade` seconds starting at
+/// `at` seconds: a slurred change with no attack for the spectral flux.
+pub fn crossfade(from: f32, to: f32, at: f32, fade: f32, seconds: f32, amp: f32) -> Vec<f32> {
+    let (a, b) = (legato(&[(from, seconds)], amp), legato(&[(to, seconds)], amp));
+    a.iter()
+        .zip(&b)
+        .enumerate()
+        .map(|(i, (&a, &b))| {
+            let w = ((i as f32 / SR - at) / fade).clamp(0.0, 1.0);
+            (1.0 - w) * a + w * b
+        })
+        .collect()
+}
+
 /// A melody of (midi, seconds) notes separated by `gap` seconds of silence,
 /// after 0.1 s of silence. Returns the audio and the true (onset seconds, midi).
 pub fn melody(notes: &[(f32, f32)], gap: f32) -> (Vec<f32>, Vec<(f32, u8)>) {
@@ -79,6 +93,11 @@ pub fn analyse(cfg: &EngineConfig, x: &[f32], blocks: &[usize]) -> Vec<Event> {
     }
     an.flush(&mut out);
     out
+}
+
+/// The notes a transcription keeps: those not retracted (note-off at their own start).
+pub fn kept(notes: &[(f32, u8, f32)]) -> Vec<(f32, u8, f32)> {
+    notes.iter().copied().filter(|n| n.2 > n.0).collect()
 }
 
 /// (note-on seconds, note, note-off seconds) for every note, checking pairing.
