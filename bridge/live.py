@@ -128,6 +128,7 @@ class LiveRunner:
         self._watcher: PortWatcher | None = None
         self._opened_at = 0.0  # wall time of the current client's stream start
         self._take_started = 0.0  # wall time of the current take's start
+        self._log_started = 0.0  # wall time of the event log's t = 0
         self._states = [InputState() for _ in range(options.inputs)]
         self._latencies: deque[float] = deque(maxlen=32)
         self._stream_time = 0.0
@@ -161,7 +162,7 @@ class LiveRunner:
         if self.options.record_midi:
             self._take = TakeRecorder(self.options.record_midi, self.options.inputs)
         self._open(owed=[])
-        self._take_started = self._opened_at
+        self._take_started = self._log_started = self._opened_at
         self._thread = threading.Thread(target=self._dispatch_loop, name="daw-bridge-dispatch", daemon=True)
         self._thread.start()
 
@@ -354,10 +355,14 @@ class LiveRunner:
                     start = i
 
     def _update_state(self, events: list[rust_engine.Event]) -> None:
+        sample_rate = self._bridge.sample_rate if self._bridge else 0
         with self._lock:
             for e in events:
                 s = self._states[max(e.input, 1) - 1]
-                self._stream_time = max(self._stream_time, e.t)
+                # The stream clock runs on when events are sent, not on the
+                # (earlier) audio they describe: a late onset still flashes.
+                sent = e.emit_sample / sample_rate if sample_rate else e.t
+                self._stream_time = max(self._stream_time, sent)
                 if e.kind == "pitch":
                     s.hz, s.midi, s.confidence, s.voiced = e.hz, e.midi, e.confidence, e.voiced
                     s.history.append((e.t, e.midi if e.voiced else None))
@@ -368,11 +373,11 @@ class LiveRunner:
                 elif e.kind == "onset":
                     s.onsets += 1
                     s.onset_times.append(e.t)
-                    s.last_onset = e.t
+                    s.last_onset = sent
                 elif e.kind == "note_on":
                     s.note = e.note
                     s.notes.append((e.t, e.note, e.velocity))
-                    self._latencies.append((e.emit_sample - e.sample) / max(self._bridge.sample_rate, 1) if self._bridge else 0.0)
+                    self._latencies.append(sent - e.t)
                 elif e.kind == "note_off" and s.note == e.note:
                     s.note = None
         if self.on_notes is not None:
@@ -419,6 +424,8 @@ class LiveRunner:
                     s.history.clear()
             if self._take is not None:
                 self._take.begin_stream(self._opened_at - self._take_started)
+            if self._log is not None:
+                self._log.begin_stream(self._opened_at - self._log_started)
             return
 
 

@@ -272,6 +272,13 @@ class EventLog:
                 f"cannot record events to '{self.path}': {e.strerror or e}"
             ) from None
         self._written = 0
+        self._offset = 0.0
+
+    def begin_stream(self, log_t: float) -> None:
+        """A new engine clock starts (a new JACK client after a server loss):
+        its ``t = 0`` is ``log_t`` seconds after the first stream's, so ``t``
+        keeps counting from the start of the run."""
+        self._offset = log_t
 
     def write(self, events: Iterable[Event], input: int | None = None) -> None:
         """Appends one batch of events; never raises for I/O errors (see ``warning``)."""
@@ -280,6 +287,8 @@ class EventLog:
         lines = []
         for event in events:
             record = event.to_dict()
+            if self._offset:
+                record["t"] = round(record["t"] + self._offset, 6)
             if self.n_inputs > 1:
                 record["input"] = input or event.input or 1
             try:

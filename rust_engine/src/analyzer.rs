@@ -9,17 +9,12 @@ use crate::error::{ConfigError, ProcessError};
 use crate::event::{Event, EventData};
 use crate::notes::{HopInfo, NoteTracker};
 use crate::onset::SpectralFlux;
-use crate::pitch::{hz_to_midi, Yin};
+use crate::pitch::{PitchEstimate, Yin};
+use crate::voicing::Voicing;
 
 /// Largest magnitude a sample may have; beyond it (and for NaN / Inf) the
 /// input is clamped so every sum stays finite.
 const MAX_SAMPLE: f32 = 1000.0;
-
-/// Confidence that keeps a pitch voiced when it continues the previous hop's.
-const HOLD_CONFIDENCE: f32 = 0.5;
-
-/// How close (semitones) a pitch must stay to the previous hop's to continue it.
-const CONTINUE_SEMITONES: f32 = 0.5;
 
 /// Most events one hop can produce: onset, pitch, dynamics, note-off, and a
 /// note-on with the onset found for it.
@@ -47,9 +42,7 @@ pub struct Analyzer {
     gate_was_open: bool,
     silence_db: f32,
     gate_amplitude: f32,
-    min_confidence: f32,
-    /// The previous hop's pitch when it was voiced, for voicing hysteresis.
-    last_voiced_midi: Option<f32>,
+    voicing: Voicing,
 }
 
 impl Analyzer {
@@ -72,8 +65,7 @@ impl Analyzer {
             gate_was_open: false,
             silence_db: cfg.notes.silence_db,
             gate_amplitude: 10f32.powf(cfg.notes.silence_db / 20.0),
-            min_confidence: cfg.notes.min_confidence,
-            last_voiced_midi: None,
+            voicing: Voicing::new(&cfg),
             cfg,
         })
     }
@@ -111,7 +103,7 @@ impl Analyzer {
                 self.silence_db = value;
                 self.gate_amplitude = 10f32.powf(value / 20.0);
             }
-            LiveParam::MinConfidence => self.min_confidence = value,
+            LiveParam::MinConfidence => self.voicing.set_min_confidence(value),
         }
     }
 
@@ -170,7 +162,7 @@ impl Analyzer {
         self.segment_start = 0;
         self.last_gate_open = None;
         self.gate_was_open = false;
-        self.last_voiced_midi = None;
+        self.voicing.reset();
     }
 
     fn run_hop(&mut self, out: &mut Vec<Event>) {
@@ -218,22 +210,14 @@ impl Analyzer {
         let estimate = if gate_open {
             self.yin.estimate(&self.history[len - frame_len..])
         } else {
-            crate::pitch::PitchEstimate::NONE
+            PitchEstimate::NONE
         };
-        // Voicing with hysteresis: a pitch that continues the last voiced one
-        // needs less confidence than a new one (a decaying or breathy note
-        // holds its pitch through dips that would not start it).
-        let guess = if estimate.hz > 0.0 { hz_to_midi(estimate.hz) } else { 0.0 };
-        let continues = self.last_voiced_midi.is_some_and(|m| (guess - m).abs() < CONTINUE_SEMITONES)
-            && estimate.confidence >= HOLD_CONFIDENCE;
-        let voiced = gate_open
-            && estimate.hz > 0.0
-            && ((estimate.voiced && estimate.confidence >= self.min_confidence) || continues);
-        let midi = if voiced { guess } else { 0.0 };
-        self.last_voiced_midi = voiced.then_some(midi);
-        // YIN's integration window is the newest half of the frame: the event
-        // describes its middle (monotonic from hop to hop).
-        let pitch_sample = end - (frame_len.max(hop) / 4) as u64;
+        let voiced_midi = self.voicing.decide(&estimate);
+        let (voiced, midi) = (voiced_midi.is_some(), voiced_midi.unwrap_or(0.0));
+        // The estimate describes the middle of its frame, the convention of
+        // framewise pitch trackers (monotonic from hop to hop).
+        let frame_len = frame_len.max(hop);
+        let pitch_sample = end - (frame_len / 2) as u64;
         out.push(Event {
             sample: pitch_sample,
             emit_sample: end,
@@ -260,7 +244,10 @@ impl Analyzer {
         let info = HopInfo {
             end,
             start,
-            pitch_sample,
+            // A new pitch wins once it fills most of YIN's integration window,
+            // the newest half of the frame: it began between a quarter and a
+            // half of the frame back.
+            heard_from: end - (frame_len * 3 / 8) as u64,
             voiced,
             midi,
             confidence: estimate.confidence,

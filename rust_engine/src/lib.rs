@@ -15,6 +15,7 @@ pub mod live;
 pub mod notes;
 pub mod onset;
 pub mod pitch;
+pub mod voicing;
 
 #[cfg(feature = "python")]
 mod py;

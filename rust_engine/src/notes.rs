@@ -30,8 +30,8 @@ pub struct HopInfo {
     pub end: u64,
     /// First sample of the hop.
     pub start: u64,
-    /// Position the pitch estimate describes (middle of its frame).
-    pub pitch_sample: u64,
+    /// Where the pitch of this hop's estimate was first heard.
+    pub heard_from: u64,
     /// Voiced, confident and above the silence gate.
     pub voiced: bool,
     pub midi: f32,
@@ -64,7 +64,7 @@ struct Candidate {
 const CONFIRM_HOPS: usize = 2;
 
 /// Confidence at which one voiced hop is enough to start a note.
-const SURE_CONFIDENCE: f32 = 0.95;
+const SURE_CONFIDENCE: f32 = 0.9;
 
 /// Agreeing hops a corrected pitch needs: more than a start, as attacks waver.
 const CORRECT_HOPS: usize = 3;
@@ -210,7 +210,7 @@ impl NoteTracker {
         }
         let candidate = match self.candidate {
             Some(c) if (hop.midi - c.midi).abs() < 0.5 => Candidate { midi: hop.midi, hops: c.hops + 1, ..c },
-            _ => Candidate { midi: hop.midi, hops: 1, first: hop.pitch_sample },
+            _ => Candidate { midi: hop.midi, hops: 1, first: hop.heard_from },
         };
         self.candidate = Some(candidate);
         // A very clean first estimate needs no second opinion: it saves a hop of latency.
@@ -281,8 +281,8 @@ impl NoteTracker {
             self.change = None;
             return;
         }
-        let change = self.track_change(hop, hop.pitch_sample);
-        if change.first <= active.emitted + self.correct && change.hops >= CORRECT_HOPS {
+        let change = self.track_change(hop, hop.heard_from);
+        if self.correct > 0 && change.first <= active.emitted + self.correct && change.hops >= CORRECT_HOPS {
             // Retract the note: a note-off at its own start, then the settled pitch in its place.
             self.note_off(active.on, hop.end, out);
             self.note_on(change.midi, active.on, active.velocity, hop.end, out);

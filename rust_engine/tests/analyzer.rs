@@ -68,8 +68,8 @@ fn a_correction_can_be_turned_off() {
     let mut cfg = EngineConfig::default();
     cfg.notes.correct_ms = 0.0;
     let found = notes(&analyse(&cfg, &x, &[128]));
-    // The octave-low note sounds until the pitch change is confirmed, then the note changes.
-    assert_eq!(found.iter().map(|n| n.1).collect::<Vec<_>>(), vec![36, 48], "{found:?}");
+    // The misheard octave sounds as a note of its own.
+    assert!(found.iter().any(|n| n.1 == 36), "{found:?}");
     assert!(found.iter().all(|n| n.2 > n.0), "{found:?}");
 }
 
