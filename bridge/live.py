@@ -6,7 +6,9 @@ else happens here, on one dispatch thread that polls the callback's event ring
 every few milliseconds: OSC bundles, the MIDI take and event log, rtmidi
 output, the state the TUI shows, and recovery when the server goes away.
 Controls from the UI reach the dispatch thread through a queue, so only that
-thread ever touches the JACK client.
+thread ever touches the JACK client. That includes the LiveBridge object itself:
+its close() runs without the GIL while holding the object's exclusive borrow, and
+any other call on it meanwhile (even reading `name`) raises RuntimeError.
 """
 
 from __future__ import annotations
@@ -125,6 +127,9 @@ class LiveRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bridge: rust_engine.LiveBridge | None = None
+        # The open client's name and rate, copied for other threads (see the module docstring).
+        self._client_name = options.client_name
+        self._sample_rate = 0
         self._watcher: PortWatcher | None = None
         self._opened_at = 0.0  # wall time of the current client's stream start
         self._take_started = 0.0  # wall time of the current take's start
@@ -187,7 +192,9 @@ class LiveRunner:
         except Exception:
             bridge.close()
             raise
-        self._bridge = bridge
+        with self._lock:
+            self._bridge = bridge
+            self._client_name, self._sample_rate = bridge.name, bridge.sample_rate
         self._status = f"running as '{bridge.name}' at {bridge.sample_rate} Hz, {bridge.buffer_size} frames"
 
     def stop(self) -> None:
@@ -270,7 +277,7 @@ class LiveRunner:
     def connect(self, source: str, input_number: int, connected: bool = True) -> None:
         if self._watcher is None or self._bridge is None:
             raise BridgeError("not connected to JACK")
-        self._watcher.set_connection(source, f"{self._bridge.name}:{addresses.input_port(input_number)}", connected)
+        self._watcher.set_connection(source, f"{self._client_name}:{addresses.input_port(input_number)}", connected)
 
     def audio_outputs(self) -> list[str]:
         return self._watcher.audio_outputs() if self._watcher else []
@@ -280,13 +287,13 @@ class LiveRunner:
     def snapshot(self) -> Snapshot:
         with self._lock:
             latency = statistics.median(self._latencies) * 1000 if self._latencies else None
-            bridge = self._bridge
+            connected = self._bridge is not None
             return Snapshot(
                 inputs=[s.copy() for s in self._states],
                 stream_time=self._stream_time,
                 server=self._server,
-                client=bridge.name if bridge else self.options.client_name,
-                sample_rate=bridge.sample_rate if bridge else 0,
+                client=self._client_name if connected else self.options.client_name,
+                sample_rate=self._sample_rate if connected else 0,
                 block_size=self._stats.get("block_size", 0),
                 dsp_load=self._stats.get("dsp_load", 0.0),
                 xruns=self._stats.get("xruns", 0),
@@ -299,7 +306,7 @@ class LiveRunner:
                 recording=str(self.options.record_midi) if self._take else None,
                 params=dict(self._params),
                 status=self._status,
-                connected=bridge is not None,
+                connected=connected,
             )
 
     # -- dispatch thread -------------------------------------------------------

@@ -161,7 +161,9 @@ class LiveBridge:
         """xruns, cycles, dropped_events, midi_lost, max_cycle_us, dsp_load, server_lost."""
     def close(self) -> list[Event]:
         """Sends note-offs for sounding notes (server permitting), deactivates
-        and closes the client; returns the events not yet polled."""
+        and closes the client; returns the events not yet polled. It waits
+        without the GIL, and any other call on this object meanwhile raises
+        ``RuntimeError`` ("Already mutably borrowed"): use it from one thread."""
 
 def marking_for_db(db: float) -> str:
     """The dynamic marking ("ppp" ... "fff") the engine gives an envelope level in dBFS."""

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,12 +82,19 @@ def ons(seq: list[tuple[str, int]]) -> list[int]:
     return [n for kind, n in seq if kind == "on"]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> float:
-    """Polls `condition` every 10 ms; returns the seconds it took, fails after `timeout`."""
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, context: Callable[[], str] | None = None
+) -> float:
+    """Polls `condition` every 10 ms; returns the seconds it took, fails after `timeout`.
+
+    `context` (e.g. the bridge's stderr) is read only on failure and added to the message,
+    so a timeout says what the other side was doing.
+    """
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+            detail = f"\n{context()}" if context is not None else ""
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}{detail}")
         time.sleep(0.01)
     return time.monotonic() - start
 
@@ -114,6 +122,12 @@ class Bridge:
     @property
     def stderr(self) -> str:
         return self.err_path.read_text(errors="replace")
+
+    def report(self) -> str:
+        """Whether it still runs, and its stderr so far: for assertion messages."""
+        code = self.proc.poll()
+        state = "running" if code is None else f"exited with {code}"
+        return f"--- bridge ({state}) stderr ---\n{self.stderr}"
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
         """Stops it with `sig`; it must exit 0 without a traceback. Returns its stderr."""
@@ -194,8 +208,11 @@ def graph_client(server: Any) -> jack.Client:
     return jack.Client("flt-graph", servername=server.name, no_start_server=True)
 
 
-def connect_when_there(player: Player, port: str, timeout: float = 10) -> None:
-    """Connects `port` (the bridge's midi_out) to the player's midi_in as soon as it exists."""
+def connect_when_there(
+    player: Player, port: str, timeout: float = 10, context: Callable[[], str] | None = None
+) -> None:
+    """Connects `port` (the bridge's midi_out) to the player's midi_in as soon as it exists;
+    `context` as for `wait_until`."""
     # A port shows up as soon as it is registered, but JACK refuses to connect it
     # until its client is activated a moment later: retry until then.
     def connected() -> bool:
@@ -207,7 +224,7 @@ def connect_when_there(player: Player, port: str, timeout: float = 10) -> None:
             return False
         return True
 
-    wait_until(connected, timeout, port)
+    wait_until(connected, timeout, port, context)
 
 
 def play_and_capture(players: Players, name: str, bridge: str, audio: np.ndarray) -> list[tuple[str, int]]:
@@ -244,8 +261,10 @@ def test_server_killed_mid_note_recovers_reconnects_and_closes_the_note(
     pattern = np.concatenate([harmonic(67, 0.3), np.zeros(int(0.1 * SR), np.float32)])
     daw2 = players("flt-daw", pattern, loop=True)
     daw2.start()
-    connect_when_there(daw2, "flt-kill:midi_out")
-    resumed = wait_until(lambda: ("on", 67) in notes(daw2.midi), 10, "a G4 note-on after the restart")
+    connect_when_there(daw2, "flt-kill:midi_out", context=bridge.report)
+    resumed = wait_until(
+        lambda: ("on", 67) in notes(daw2.midi), 10, "a G4 note-on after the restart", bridge.report
+    )
     resumed_s = time.monotonic() - back
     print(f"bridge emitting again {resumed_s:.2f} s after the server's return")
     assert resumed_s < RECOVERY_BOUND_S, f"{resumed_s:.2f} s (waited {resumed:.2f} s for the note itself)"
@@ -262,6 +281,44 @@ def test_server_killed_mid_note_recovers_reconnects_and_closes_the_note(
     recorded = take_notes(take)
     assert ons(recorded)[0] == 64 and 67 in ons(recorded), recorded
     assert_balanced(recorded)
+
+
+def test_snapshots_from_other_threads_survive_the_client_closing(jack_server, monkeypatch):
+    """`daw-bridge run`'s status log, the TUI and the control port take snapshots from
+    their own threads, while the dispatch thread closes a lost client in recovery.
+    LiveBridge.close() waits without the GIL, and a snapshot reading the closing client's
+    name raised "Already mutably borrowed", which took the bridge down before it could
+    reconnect. stop() makes the same close() call, with the server alive: killing it here
+    would have this process's own libjack calls race the runner's (it can crash libjack),
+    which the bridge process never does."""
+    import rust_engine
+
+    from bridge.live import LiveOptions, LiveRunner
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    runner = LiveRunner(LiveOptions(client_name="flt-snap"), rust_engine.EngineConfig({}))
+    runner.start()
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                runner.snapshot()
+            except Exception as e:  # any failure here is the finding
+                errors.append(e)
+                return
+
+    watcher = threading.Thread(target=watch, name="snapshots")
+    watcher.start()
+    try:
+        time.sleep(0.1)
+        runner.stop()
+    finally:
+        done.set()
+        watcher.join()
+    assert not errors, errors
+    assert runner.snapshot().client == "flt-snap" and not runner.snapshot().connected
 
 
 # -- SIGINT, as Ctrl-C -----------------------------------------------------------------------------
