@@ -75,7 +75,8 @@ OSC_MESSAGES: dict[OscKind, OscMessageSpec] = {
         OscMessageSpec(
             "onset",
             (OscArg("f", "strength"),),
-            "An attack was detected; spectral-flux strength above the threshold",
+            "An attack was detected (spectral-flux strength above the threshold); a slurred "
+            "note change the flux missed is sent when the change is confirmed, tens of ms later",
             continuous=False,
         ),
         OscMessageSpec(

@@ -24,9 +24,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import rust_engine
 
@@ -38,6 +40,9 @@ from bridge.recorder import EventLog, TakeRecorder, check_output_dir
 from bridge.rtmidi_out import RtMidiOut
 
 HISTORY_SECONDS = 10.0
+CONTROL_TIMEOUT_S = 2.0
+"""How long a UI request waits for the dispatch thread, which is away while the server is lost."""
+T = TypeVar("T")
 
 
 @dataclass
@@ -274,13 +279,37 @@ class LiveRunner:
         except BridgeError as e:
             self._status = str(e)
 
-    def connect(self, source: str, input_number: int, connected: bool = True) -> None:
-        if self._watcher is None or self._bridge is None:
+    def _ask(self, question: Callable[[PortWatcher], T], timeout: float = CONTROL_TIMEOUT_S) -> T:
+        """Runs `question` with the port watcher on the dispatch thread, which may
+        close the watcher at any moment (a lost server), and waits for its answer."""
+        if self._thread is None or not self._thread.is_alive():
             raise BridgeError("not connected to JACK")
-        self._watcher.set_connection(source, f"{self._client_name}:{addresses.input_port(input_number)}", connected)
+        answer: Future[T] = Future()
+
+        def ask() -> None:
+            if self._watcher is None or self._bridge is None:
+                answer.set_exception(BridgeError("not connected to JACK"))
+                return
+            try:
+                answer.set_result(question(self._watcher))
+            except BridgeError as e:
+                answer.set_exception(e)
+
+        self.control(ask)
+        try:
+            return answer.result(timeout)
+        except FutureTimeout:
+            raise BridgeError("not connected to JACK (the bridge is waiting for the server)") from None
+
+    def connect(self, source: str, input_number: int, connected: bool = True) -> None:
+        target = f"{self._client_name}:{addresses.input_port(input_number)}"
+        self._ask(lambda watcher: watcher.set_connection(source, target, connected))
 
     def audio_outputs(self) -> list[str]:
-        return self._watcher.audio_outputs() if self._watcher else []
+        try:
+            return self._ask(lambda watcher: watcher.audio_outputs())
+        except BridgeError:
+            return []
 
     # -- state ---------------------------------------------------------------
 
@@ -362,8 +391,8 @@ class LiveRunner:
                     start = i
 
     def _update_state(self, events: list[rust_engine.Event]) -> None:
-        sample_rate = self._bridge.sample_rate if self._bridge else 0
         with self._lock:
+            sample_rate = self._sample_rate
             for e in events:
                 s = self._states[max(e.input, 1) - 1]
                 # The stream clock runs on when events are sent, not on the
