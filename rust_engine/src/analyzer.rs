@@ -207,11 +207,8 @@ impl Analyzer {
 
         // Pitch on the audio since the segment start, up to the full window.
         let frame_len = ((end - self.segment_start) as usize).min(self.yin.max_frame());
-        let estimate = if gate_open {
-            self.yin.estimate(&self.history[len - frame_len..])
-        } else {
-            PitchEstimate::NONE
-        };
+        let estimate =
+            if gate_open { self.yin.estimate(&self.history[len - frame_len..]) } else { PitchEstimate::NONE };
         let voiced_midi = self.voicing.decide(&estimate);
         let (voiced, midi) = (voiced_midi.is_some(), voiced_midi.unwrap_or(0.0));
         // The estimate describes the middle of its frame, the convention of

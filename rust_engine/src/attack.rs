@@ -119,9 +119,8 @@ impl AttackFinder {
         let to = settled + 4 * self.hop;
         let ages = (0..self.stored).filter(|&age| (from..=to).contains(&place(age)));
         let (oldest, newest) = (ages.clone().max()?, ages.min()?);
-        let (lo, hi) = (newest..=oldest)
-            .map(level)
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) =
+            (newest..=oldest).map(level).fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
         if hi <= lo {
             return None;
         }

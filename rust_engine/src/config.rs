@@ -86,13 +86,7 @@ impl Default for EngineConfig {
             sample_rate: 48_000,
             hop: 128,
             pitch: PitchConfig { fmin_hz: 40.0, fmax_hz: 2000.0, yin_threshold: 0.2, window: 0 },
-            onset: OnsetConfig {
-                window: 1024,
-                compression: 10.0,
-                delta: 0.02,
-                median_ms: 60.0,
-                min_ioi_ms: 80.0,
-            },
+            onset: OnsetConfig { window: 1024, compression: 10.0, delta: 0.02, median_ms: 60.0, min_ioi_ms: 80.0 },
             dynamics: DynamicsConfig {
                 velocity_floor_db: -54.0,
                 velocity_ceil_db: -6.0,
@@ -175,8 +169,16 @@ impl EngineConfig {
         )?;
         check(o.compression.is_finite() && o.compression > 0.0, "onset.compression", "must be > 0")?;
         check(o.delta.is_finite() && o.delta >= 0.0, "onset.delta", "must be >= 0")?;
-        check(o.median_ms.is_finite() && (0.0..=2000.0).contains(&o.median_ms), "onset.median_ms", "must be 0..2000 ms")?;
-        check(o.min_ioi_ms.is_finite() && (0.0..=2000.0).contains(&o.min_ioi_ms), "onset.min_ioi_ms", "must be 0..2000 ms")?;
+        check(
+            o.median_ms.is_finite() && (0.0..=2000.0).contains(&o.median_ms),
+            "onset.median_ms",
+            "must be 0..2000 ms",
+        )?;
+        check(
+            o.min_ioi_ms.is_finite() && (0.0..=2000.0).contains(&o.min_ioi_ms),
+            "onset.min_ioi_ms",
+            "must be 0..2000 ms",
+        )?;
         let d = &self.dynamics;
         check(
             d.velocity_floor_db.is_finite() && d.velocity_floor_db >= -120.0,
@@ -199,7 +201,11 @@ impl EngineConfig {
             "must be 1..10000 ms",
         )?;
         let n = &self.notes;
-        check(n.silence_db.is_finite() && (-120.0..=0.0).contains(&n.silence_db), "notes.silence_db", "must be -120..0 dB")?;
+        check(
+            n.silence_db.is_finite() && (-120.0..=0.0).contains(&n.silence_db),
+            "notes.silence_db",
+            "must be -120..0 dB",
+        )?;
         check((0.0..=1.0).contains(&n.min_confidence), "notes.min_confidence", "must be 0..1")?;
         check(
             n.hysteresis_cents.is_finite() && (0.0..=49.0).contains(&n.hysteresis_cents),

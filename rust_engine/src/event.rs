@@ -4,13 +4,32 @@
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EventData {
     /// Once per hop. `hz` is 0 and `voiced` false when there is no pitch.
-    Pitch { hz: f32, midi: f32, confidence: f32, voiced: bool },
+    Pitch {
+        hz: f32,
+        midi: f32,
+        confidence: f32,
+        voiced: bool,
+    },
     /// A detected onset; `strength` is the flux peak above its adaptive threshold.
-    Onset { strength: f32 },
+    Onset {
+        strength: f32,
+    },
     /// Once per hop: level of the hop, smoothed envelope and its velocity and marking.
-    Dynamics { rms: f32, peak: f32, db: f32, envelope_db: f32, velocity: u8, marking: Marking },
-    NoteOn { note: u8, velocity: u8 },
-    NoteOff { note: u8 },
+    Dynamics {
+        rms: f32,
+        peak: f32,
+        db: f32,
+        envelope_db: f32,
+        velocity: u8,
+        marking: Marking,
+    },
+    NoteOn {
+        note: u8,
+        velocity: u8,
+    },
+    NoteOff {
+        note: u8,
+    },
 }
 
 /// Dynamic marking of the smoothed envelope, softest first.

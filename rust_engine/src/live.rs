@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use jack::{AudioIn, Client, ClientOptions, Control, MidiOut, NotificationHandler, Port, ProcessHandler, ProcessScope, RawMidi};
+use jack::{
+    AudioIn, Client, ClientOptions, Control, MidiOut, NotificationHandler, Port, ProcessHandler, ProcessScope, RawMidi,
+};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::analyzer::Analyzer;
@@ -179,10 +181,9 @@ impl Processor {
                 self.queue_midi(offset, [0x90 | channel, note, velocity.max(1)], 3);
                 self.shared.active[k].store(note, Ordering::Release);
             }
-            EventData::NoteOff { note }
-                if self.shared.active[k].load(Ordering::Acquire) == note => {
-                    self.release_sent(k, offset);
-                }
+            EventData::NoteOff { note } if self.shared.active[k].load(Ordering::Acquire) == note => {
+                self.release_sent(k, offset);
+            }
             EventData::Pitch { midi, voiced: true, .. } if self.bend_range > 0.0 => {
                 let note = self.shared.active[k].load(Ordering::Acquire);
                 if note != NO_NOTE {
@@ -308,7 +309,8 @@ impl LiveBridge {
         if !(1..=MAX_INPUTS).contains(&cfg.inputs) {
             return Err(LiveError::BadInputs(cfg.inputs));
         }
-        let (client, _status) = Client::new(&cfg.client_name, ClientOptions::NO_START_SERVER).map_err(LiveError::Jack)?;
+        let (client, _status) =
+            Client::new(&cfg.client_name, ClientOptions::NO_START_SERVER).map_err(LiveError::Jack)?;
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.sample_rate = client.sample_rate();
         let mut engines = Vec::with_capacity(cfg.inputs);
@@ -351,9 +353,8 @@ impl LiveBridge {
         };
         let name = client.name().to_string();
         let sample_rate = client.sample_rate();
-        let client = client
-            .activate_async(Notifications { shared: shared.clone() }, processor)
-            .map_err(LiveError::Jack)?;
+        let client =
+            client.activate_async(Notifications { shared: shared.clone() }, processor).map_err(LiveError::Jack)?;
         Ok(Self { client: Some(client), events, control, shared, name, sample_rate, inputs: cfg.inputs })
     }
 

@@ -225,7 +225,14 @@ impl NoteTracker {
         self.note_on(candidate.midi, at, velocity, hop.end, out);
     }
 
-    fn hold(&mut self, active: Active, hop: &HopInfo, dynamics: &Dynamics, attacks: &AttackFinder, out: &mut Vec<Event>) {
+    fn hold(
+        &mut self,
+        active: Active,
+        hop: &HopInfo,
+        dynamics: &Dynamics,
+        attacks: &AttackFinder,
+        out: &mut Vec<Event>,
+    ) {
         let old_enough = hop.end - active.on >= self.min_note;
         if !hop.voiced {
             if self.unvoiced_hops == 0 {
@@ -283,29 +290,41 @@ impl NoteTracker {
         }
         let change = self.track_change(hop, hop.heard_from);
         if self.correct > 0 && change.first <= active.emitted + self.correct && change.hops >= CORRECT_HOPS {
-            // Retract the note: a note-off at its own start, then the settled pitch in its place.
-            self.note_off(active.on, hop.end, out);
-            self.note_on(change.midi, active.on, active.velocity, hop.end, out);
-            if let Some(a) = self.active.as_mut() {
-                a.emitted = active.emitted;
-            }
-            return;
-        }
-        if change.hops >= self.change_hops && old_enough {
-            let at = match attacks.find(change.midi, change.first, active.on + self.min_note) {
-                Some(attack) if attack.sample < change.first => {
-                    out.push(Event {
-                        sample: attack.sample,
-                        emit_sample: hop.end,
-                        data: EventData::Onset { strength: attack.strength },
-                    });
-                    attack.sample
-                }
-                _ => change.first,
-            };
+            self.retract(active, change.midi, hop.end, out);
+        } else if change.hops >= self.change_hops && old_enough {
+            let at = self.slurred_start(active, change, attacks, hop.end, out);
             self.note_off(at, hop.end, out);
             let velocity = dynamics.velocity_for_db(hop.db);
             self.note_on(change.midi, at, velocity, hop.end, out);
+        }
+    }
+
+    /// Replaces a misheard note: a note-off at its own start, then `midi` in its place.
+    fn retract(&mut self, active: Active, midi: f32, emit: u64, out: &mut Vec<Event>) {
+        self.note_off(active.on, emit, out);
+        self.note_on(midi, active.on, active.velocity, emit, out);
+        if let Some(a) = self.active.as_mut() {
+            a.emitted = active.emitted; // the correction window still counts from the first note-on
+        }
+    }
+
+    /// Where a note reached without an onset began: where its harmonics rose,
+    /// reported as the onset the flux missed, or else where its pitch was first heard.
+    fn slurred_start(
+        &self,
+        active: Active,
+        change: Candidate,
+        attacks: &AttackFinder,
+        emit: u64,
+        out: &mut Vec<Event>,
+    ) -> u64 {
+        match attacks.find(change.midi, change.first, active.on + self.min_note) {
+            Some(attack) if attack.sample < change.first => {
+                let data = EventData::Onset { strength: attack.strength };
+                out.push(Event { sample: attack.sample, emit_sample: emit, data });
+                attack.sample
+            }
+            _ => change.first,
         }
     }
 

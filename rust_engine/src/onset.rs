@@ -127,11 +127,8 @@ impl SpectralFlux {
         // first rises above the threshold; re-arm once it falls back under it.
         self.since_onset = self.since_onset.saturating_add(1);
         let above = flux > threshold;
-        let fire = above
-            && !self.in_rise
-            && flux > self.prev_flux
-            && gate_open
-            && self.since_onset >= self.min_ioi_hops;
+        let fire =
+            above && !self.in_rise && flux > self.prev_flux && gate_open && self.since_onset >= self.min_ioi_hops;
         self.in_rise = above && (self.in_rise || fire);
         self.prev_flux = flux;
         if fire {

@@ -218,9 +218,7 @@ impl Yin {
         }
         let voiced = best.is_some();
         let mut tau = best.unwrap_or_else(|| {
-            (self.tau_min..tau_max)
-                .min_by(|&a, &b| cmnd[a].total_cmp(&cmnd[b]))
-                .expect("tau_min < tau_max")
+            (self.tau_min..tau_max).min_by(|&a, &b| cmnd[a].total_cmp(&cmnd[b])).expect("tau_min < tau_max")
         });
         // Octave check: on attacks and in noise the dip at the true period can
         // sit just above the threshold while the one at twice the period is
@@ -257,9 +255,7 @@ mod tests {
         (0..len)
             .map(|i| {
                 let t = i as f32 / sr;
-                (1..=harmonics)
-                    .map(|h| (2.0 * std::f32::consts::PI * hz * h as f32 * t).sin() / h as f32)
-                    .sum::<f32>()
+                (1..=harmonics).map(|h| (2.0 * std::f32::consts::PI * hz * h as f32 * t).sin() / h as f32).sum::<f32>()
                     * 0.3
             })
             .collect()

@@ -306,8 +306,8 @@ impl PyAnalyzer {
 
 /// Checks a live-tunable value against the same rules as the config.
 fn check_live_value(cfg: &EngineConfig, key: &str, value: f64) -> PyResult<LiveParam> {
-    let param = LiveParam::from_key(key)
-        .ok_or_else(|| value_error(format!("'{key}' cannot be changed while running")))?;
+    let param =
+        LiveParam::from_key(key).ok_or_else(|| value_error(format!("'{key}' cannot be changed while running")))?;
     let mut check = cfg.clone();
     check.set(key, value).map_err(|e| match e {
         SetError::UnknownKey => PyRuntimeError::new_err("key table out of step"),
@@ -354,12 +354,17 @@ impl PyLiveBridge {
         let out = state
             .drained
             .iter()
-            .map(|e| Bound::new(py, PyEvent {
-                    input: e.input,
-                    frame: e.block_frame.wrapping_add(e.offset),
-                    block_frame: e.block_frame,
-                    ..PyEvent::new(&e.event, sr)
-                }))
+            .map(|e| {
+                Bound::new(
+                    py,
+                    PyEvent {
+                        input: e.input,
+                        frame: e.block_frame.wrapping_add(e.offset),
+                        block_frame: e.block_frame,
+                        ..PyEvent::new(&e.event, sr)
+                    },
+                )
+            })
             .collect();
         state.drained.clear();
         out

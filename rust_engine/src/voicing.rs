@@ -45,8 +45,7 @@ impl Voicing {
         }
         let guess = hz_to_midi(estimate.hz);
         let sure = estimate.voiced && estimate.confidence >= self.min_confidence;
-        let steady =
-            estimate.confidence >= STEADY_CONFIDENCE && (guess - self.last_guess).abs() < STEADY_SEMITONES;
+        let steady = estimate.confidence >= STEADY_CONFIDENCE && (guess - self.last_guess).abs() < STEADY_SEMITONES;
         self.last_guess = guess;
         (sure || steady).then_some(guess)
     }

@@ -62,9 +62,13 @@ fn an_octave_low_attack_is_retracted_and_the_note_placed_at_its_onset() {
 fn a_correction_can_be_turned_off() {
     let sub = tone(36.0, 0.5, 0.3);
     let mut x = vec![0.0; 4800];
-    x.extend(tone(48.0, 0.5, 0.3).iter().zip(&sub).enumerate().map(|(i, (&v, &s))| {
-        v + s * (1.0 - (i as f32 / SR - 0.04) / 0.02).clamp(0.0, 1.0)
-    }));
+    x.extend(
+        tone(48.0, 0.5, 0.3)
+            .iter()
+            .zip(&sub)
+            .enumerate()
+            .map(|(i, (&v, &s))| v + s * (1.0 - (i as f32 / SR - 0.04) / 0.02).clamp(0.0, 1.0)),
+    );
     let mut cfg = EngineConfig::default();
     cfg.notes.correct_ms = 0.0;
     let found = notes(&analyse(&cfg, &x, &[128]));
@@ -116,10 +120,8 @@ fn white_noise_gives_low_confidence_and_no_notes() {
     let x = noise(96_000, 0.3, 7);
     let events = analyse(&EngineConfig::default(), &x, &[333]);
     assert!(notes(&events).is_empty());
-    let confident = events
-        .iter()
-        .filter(|e| matches!(e.data, EventData::Pitch { confidence, .. } if confidence > 0.8))
-        .count();
+    let confident =
+        events.iter().filter(|e| matches!(e.data, EventData::Pitch { confidence, .. } if confidence > 0.8)).count();
     assert!(confident < 5, "{confident} confident hops in noise");
 }
 
@@ -137,7 +139,9 @@ fn nan_inf_dc_and_clipping_stay_finite() {
     let events = analyse(&EngineConfig::default(), &x, &[100, 8192, 1]);
     for e in &events {
         let finite = match e.data {
-            EventData::Pitch { hz, midi, confidence, .. } => hz.is_finite() && midi.is_finite() && confidence.is_finite(),
+            EventData::Pitch { hz, midi, confidence, .. } => {
+                hz.is_finite() && midi.is_finite() && confidence.is_finite()
+            }
             EventData::Onset { strength } => strength.is_finite(),
             EventData::Dynamics { rms, peak, db, envelope_db, .. } => {
                 rms.is_finite() && peak.is_finite() && db.is_finite() && envelope_db.is_finite()

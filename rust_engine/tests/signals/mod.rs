@@ -1,4 +1,6 @@
 //! Test signals shared by the integration tests.
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code)]
 
 use rust_engine::{Analyzer, EngineConfig, Event, EventData};
 
@@ -16,9 +18,7 @@ pub fn tone(midi: f32, seconds: f32, amp: f32) -> Vec<f32> {
         .map(|i| {
             let t = i as f32 / SR;
             let env = (t / 0.005).min(1.0).min((seconds - t) / 0.02).max(0.0);
-            let v: f32 = (1..=5)
-                .map(|h| (2.0 * std::f32::consts::PI * hz * h as f32 * t).sin() / h as f32)
-                .sum();
+            let v: f32 = (1..=5).map(|h| (2.0 * std::f32::consts::PI * hz * h as f32 * t).sin() / h as f32).sum();
             amp * env * v
         })
         .collect()
