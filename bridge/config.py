@@ -96,6 +96,7 @@ SETTINGS = [
     Setting("bridge.midi_port", "", 'also send notes to this rtmidi port (name substring), "virtual" for a port of our own; "" for the JACK MIDI port only', _text),
     Setting("bridge.midi_api", "jack", "MIDI system for midi_port", _choice("jack", "alsa")),
     Setting("bridge.record_midi", "", "record the take to this MIDI file; \"\" records nothing", _text),
+    Setting("bridge.checkpoint_s", 10.0, "while recording, save the take this often (seconds): a crash or a full disk later keeps it", _float_range(1.0, 3600.0)),
     Setting("bridge.events", "", "log every event to this JSON-lines file; \"\" logs nothing", _text),
     Setting("osc.targets", [], 'where OSC goes: ["127.0.0.1:9000", "192.168.1.20:7000"]', _targets),
     Setting("osc.prefix", addresses.DEFAULT_OSC_PREFIX, "address prefix: /bridge/pitch, /bridge/onset, ...", _osc_prefix),

@@ -13,6 +13,7 @@ any other call on it meanwhile (even reading `name`) raises RuntimeError.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import queue
@@ -36,8 +37,10 @@ from bridge import addresses, jackd
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
-from bridge.recorder import EventLog, TakeRecorder, check_output_dir
+from bridge.recorder import EventLog, RecordingError, TakeRecorder, check_output_dir
 from bridge.rtmidi_out import RtMidiOut
+
+log = logging.getLogger(__name__)
 
 HISTORY_SECONDS = 10.0
 CONTROL_TIMEOUT_S = 2.0
@@ -60,6 +63,7 @@ class LiveOptions:
     midi_api: str = "jack"
     record_midi: Path | None = None
     events: Path | None = None
+    checkpoint_s: float = 10.0
     engine: dict[str, Any] = field(default_factory=dict)
     poll_ms: float = 5.0
 
@@ -158,6 +162,7 @@ class LiveRunner:
             RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
         )
         self._take: TakeRecorder | None = None
+        self._checkpoint_failed = False
         self._log = EventLog(options.events, options.inputs) if options.events else None
         self.on_notes: Callable[[int, str, int, int, float], None] | None = None
 
@@ -222,7 +227,7 @@ class LiveRunner:
             self._log.close()
         if self._take is not None:
             take, self._take = self._take, None
-            take.close(self._stream_time)  # RecordingError reaches the caller: the take is lost
+            take.close(self._stream_time)  # RecordingError reaches the caller: the take stops at its checkpoint
 
     @property
     def running(self) -> bool:
@@ -341,7 +346,7 @@ class LiveRunner:
     # -- dispatch thread -------------------------------------------------------
 
     def _dispatch_loop(self) -> None:
-        last_stats = 0.0
+        last_stats = last_checkpoint = 0.0
         while not self._stop.wait(self.options.poll_ms / 1000):
             while not self._controls.empty():
                 self._controls.get()()
@@ -360,8 +365,21 @@ class LiveRunner:
                 with self._lock:
                     self._stats = stats
                     self._connections = self._watcher.connections() if self._watcher else []
+            if self._take is not None and now - last_checkpoint > self.options.checkpoint_s:
+                last_checkpoint = now
+                self._checkpoint(self._take)
             if bridge.server_lost:
                 self._recover()
+
+    def _checkpoint(self, take: TakeRecorder) -> None:
+        """Saves the take so far; a failure (a full disk) is reported once and
+        recording goes on in memory, in case space comes back by the end."""
+        try:
+            take.checkpoint()
+        except RecordingError as e:
+            if not self._checkpoint_failed:
+                self._checkpoint_failed = True
+                log.warning("%s; recording goes on in memory", e)
 
     def _frame_to_wall(self, frame: int) -> float:
         bridge = self._bridge
@@ -480,6 +498,7 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         midi_api=b["midi_api"],
         record_midi=Path(b["record_midi"]) if b["record_midi"] else None,
         events=Path(b["events"]) if b["events"] else None,
+        checkpoint_s=float(b["checkpoint_s"]),
         engine=settings["engine"],
     )
 

@@ -3,9 +3,11 @@
 Both are fed from the dispatch thread, so they may take their time, but they
 must survive the way a live run ends: Ctrl-C, SIGTERM, a full disk.
 
-- The MIDI file is held in memory and written only at ``close()``, under a
-  temporary name in the target's directory and renamed into place: a killed
-  process leaves either no file or a complete one, never a truncated SMF.
+- The MIDI file is held in memory and written whole, under a temporary name
+  in the target's directory and renamed into place: at each ``checkpoint()``
+  (the bridge makes one every few seconds while notes come in) and at
+  ``close()``. A killed process or a disk that fills up later keeps the take
+  up to the last checkpoint; there is never a truncated SMF.
 - The event log is streamed: each batch goes to the kernel in one write of
   whole lines, so a killed process keeps everything but the last batch. On a
   write error the log is cut back to its last whole line and stops, with a
@@ -22,7 +24,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +100,9 @@ class TakeRecorder:
         self._notes: list[RecordedNote] = []
         self._last_t = 0.0
         self._closed = False
+        self._changed = False
+        self.saved_t: float | None = None
+        """Take time up to which the file on disk holds the take (None: nothing written yet)."""
 
     def add(self, events: Iterable[Event], input: int | None = None) -> None:
         """Records note-ons and note-offs; other events only advance the clock.
@@ -111,6 +116,8 @@ class TakeRecorder:
             t = max(0.0, event.t + self._offset)
             self._last_t = max(self._last_t, t)
             key = (k, event.note)
+            if event.kind in ("note_on", "note_off"):
+                self._changed = True
             if event.kind == "note_on":
                 self._end(key, t)  # a re-trigger closes the sounding copy first
                 self._open[key] = (t, min(max(event.velocity, 1), 127))
@@ -136,40 +143,60 @@ class TakeRecorder:
         self._offset = take_t
         self._last_t = max(self._last_t, take_t)
 
+    def checkpoint(self) -> None:
+        """Writes the take so far, sounding notes ended at the latest time seen,
+        so that a crash or a full disk later still leaves it. Does nothing when
+        no note came or went since the last one; raises RecordingError when the
+        file cannot be written (the previous checkpoint stays as it was).
+        """
+        if self._closed or not self._changed:
+            return
+        sounding = [RecordedNote(k, n, v, start, self._last_t) for (k, n), (start, v) in self._open.items()]
+        self._write(self._midi_file(sounding), sync=False)
+        self._changed = False
+        self.saved_t = self._last_t
+
     def close(self, end_t: float | None = None) -> Path | None:
         """Ends open notes and writes the file atomically; returns its path.
 
         ``end_t`` is the engine time of the end (default: the latest event
         seen). Safe to call twice (the second call does nothing and returns
-        None). Raises RecordingError when the file cannot be written; then no
-        file is left behind (an older file of that name is kept).
+        None). Raises RecordingError when the file cannot be written; then the
+        last checkpoint is kept, or without one no file is left behind (an
+        older file of that name is kept).
         """
         if self._closed:
             return None
         self._closed = True
         self.notes_off(None if end_t is None else max(0.0, end_t + self._offset))
-        midi = self._midi_file()
         try:
-            fd, temp = tempfile.mkstemp(
-                dir=self._final.parent, prefix=f".{self._final.name}.", suffix=".tmp"
-            )
+            self._write(self._midi_file(), sync=True)
+        except RecordingError as e:
+            kept = "no file written" if self.saved_t is None else f"the take up to {self.saved_t:.1f} s is kept"
+            raise RecordingError(f"{e}; {kept}") from None
+        return self.path
+
+    def _write(self, midi: mido.MidiFile, sync: bool) -> None:
+        """Saves `midi` under a temporary name and renames it into place.
+
+        `sync` flushes it to the disk first: worth it once, at the end; a
+        checkpoint only has to survive the process.
+        """
+        try:
+            fd, temp = tempfile.mkstemp(dir=self._final.parent, prefix=f".{self._final.name}.", suffix=".tmp")
         except OSError as e:
-            raise RecordingError(
-                f"cannot write MIDI take '{self.path}': {e.strerror or e}"
-            ) from None
+            raise RecordingError(f"cannot write MIDI take '{self.path}': {e.strerror or e}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 midi.save(file=f)
                 f.flush()
-                os.fsync(f.fileno())
+                if sync:
+                    os.fsync(f.fileno())
             os.chmod(temp, 0o666 & ~_umask())
             os.replace(temp, self._final)
         except OSError as e:
             Path(temp).unlink(missing_ok=True)
-            raise RecordingError(
-                f"cannot write MIDI take '{self.path}': {e.strerror or e}; no file written"
-            ) from None
-        return self.path
+            raise RecordingError(f"cannot write MIDI take '{self.path}': {e.strerror or e}") from None
 
     def __enter__(self) -> TakeRecorder:
         return self
@@ -184,7 +211,7 @@ class TakeRecorder:
             if t > start:  # a note-off at the note's own start retracts it
                 self._notes.append(RecordedNote(key[0], key[1], velocity, start, t))
 
-    def _midi_file(self) -> mido.MidiFile:
+    def _midi_file(self, sounding: Sequence[RecordedNote] = ()) -> mido.MidiFile:
         midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
         midi.tracks.append(
             mido.MidiTrack(
@@ -195,7 +222,7 @@ class TakeRecorder:
             )
         )
         for k in range(1, self.n_inputs + 1):
-            notes = [n for n in self._notes if n.input == k]
+            notes = [n for n in (*self._notes, *sounding) if n.input == k]
             midi.tracks.append(_track(input_port(k), (k - 1) % 16, notes))
         return midi
 

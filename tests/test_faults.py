@@ -454,13 +454,34 @@ def test_unwritable_recording_paths_are_one_line_before_start(jack_server, mount
         assert sorted(tmp_path.rglob("*")) == before, "a failed start left files behind"
 
 
+def test_a_killed_bridge_leaves_the_take_up_to_its_last_checkpoint(
+    jack_server, bridges, players, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    config, take = tmp_path / "quick.toml", tmp_path / "crash.mid"
+    config.write_text("[bridge]\ncheckpoint_s = 1.0\n")
+    bridge = bridges(jack_server, "flt-crash", "--config", str(config), "--record-midi", str(take))
+    seq = play_and_capture(players, "flt-crash-daw", "flt-crash", melody_audio(MELODY)[0])
+    assert ons(seq) == MELODY
+    time.sleep(1.5)  # one more checkpoint after the last note
+    bridge.proc.kill()  # no chance to close anything
+    bridge.proc.wait(10)
+    recorded = take_notes(take)
+    assert ons(recorded) == MELODY, recorded
+    assert_balanced(recorded)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".crash.mid")] == []
+
+
 def test_disk_full_mid_take_keeps_whole_lines_and_never_a_corrupt_take(
-    jack_server, bridges, players, mount_tmpfs, monkeypatch
+    jack_server, bridges, players, mount_tmpfs, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     disk = mount_tmpfs("small", "size=64k")
-    take, log = disk / "take.mid", disk / "take.jsonl"
-    bridge = bridges(jack_server, "flt-full", "--record-midi", str(take), "--events", str(log))
+    take, log, config = disk / "take.mid", disk / "take.jsonl", tmp_path / "quick.toml"
+    config.write_text("[bridge]\ncheckpoint_s = 1.0\n")  # checkpoints race the log for the space
+    bridge = bridges(
+        jack_server, "flt-full", "--config", str(config), "--record-midi", str(take), "--events", str(log)
+    )
     # ~750 event lines a second: the 64 KiB fill up within the first notes.
     seq = play_and_capture(players, "flt-full-daw", "flt-full", melody_audio(MELODY)[0])
     bridge.proc.send_signal(signal.SIGTERM)
@@ -474,14 +495,19 @@ def test_disk_full_mid_take_keeps_whole_lines_and_never_a_corrupt_take(
     text = log.read_text()
     assert text.endswith("\n")
     assert all(json.loads(line)["type"] for line in text.splitlines())
-    # The take is either written whole (readable, every note closed) or refused with one
-    # clear error line and no file; never a truncated file or a stray temporary one.
-    if take.exists():
-        assert bridge.proc.returncode == 0, err
+    # The take is written whole (readable, every note closed), or refused with one clear
+    # error line, keeping its last checkpoint if one fitted; never a truncated file or a
+    # stray temporary one.
+    if bridge.proc.returncode == 0:
         assert_balanced(take_notes(take))
     else:
         assert bridge.proc.returncode == 2, err
         assert f"daw-bridge: error: cannot write MIDI take '{take}'" in err, err
+        if take.exists():
+            assert "is kept" in err, err
+            assert_balanced(take_notes(take))
+        else:
+            assert "no file written" in err, err
     assert sorted(p.name for p in disk.iterdir()) == sorted(p.name for p in (take, log) if p.exists())
 
 

@@ -264,6 +264,42 @@ def test_failed_close_leaves_no_file(synth: ModuleType, tmp_path: Path) -> None:
     assert not gone.exists()
 
 
+def test_checkpoint_writes_the_take_so_far_and_close_the_whole(synth: ModuleType, tmp_path: Path) -> None:
+    events = [e for batch in analyse(synth, melody(synth)) for e in batch]
+    third_on = [i for i, e in enumerate(events) if e.kind == "note_on"][2]
+    path = tmp_path / "take.mid"
+    recorder = TakeRecorder(path)
+    recorder.add(events[: third_on + 1])  # two notes done, the third sounding
+    recorder.checkpoint()
+    saved = read_notes(path)["in_1"]
+    assert [n[1] for n in saved] == [e.note for e in events[: third_on + 1] if e.kind == "note_on"]
+    # The sounding note ends where the take stood: the latest time of any event so far.
+    assert recorder.saved_t == pytest.approx(max(e.t for e in events[: third_on + 1]))
+    assert abs(saved[2][3] - recorder.saved_t) <= 0.002
+    recorder.add(events[third_on + 1 :])
+    recorder.close()
+    assert_same_notes(read_notes(path)["in_1"], engine_notes([events]), channel=0)
+
+
+def test_full_disk_after_a_checkpoint_keeps_the_take_up_to_it(synth: ModuleType, tiny_fs: Path) -> None:
+    events = [e for batch in analyse(synth, melody(synth)) for e in batch]
+    half = len(events) // 2
+    path = tiny_fs / "take.mid"
+    recorder = TakeRecorder(path)
+    recorder.add(events[:half])
+    recorder.checkpoint()
+    saved = path.read_bytes()
+    fill(tiny_fs)
+    recorder.add(events[half:])
+    with pytest.raises(RecordingError, match="No space left on device"):
+        recorder.checkpoint()
+    with pytest.raises(RecordingError, match=r"No space left on device; the take up to \d+\.\d s is kept"):
+        recorder.close()
+    assert path.read_bytes() == saved  # the checkpoint, whole
+    assert read_notes(path)["in_1"]
+    assert sorted(p.name for p in tiny_fs.iterdir()) == ["filler", "take.mid"]
+
+
 def test_full_disk_at_close_leaves_no_partial_file(synth: ModuleType, tiny_fs: Path) -> None:
     batches = analyse(synth, melody(synth))
     older = tiny_fs / "take.mid"
