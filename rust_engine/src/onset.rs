@@ -1,8 +1,8 @@
 //! Onset detection by spectral flux on a log-compressed magnitude spectrum
 //! (Böck, Krebs & Schedl, "Evaluating the online capabilities of onset
-//! detection methods", ISMIR 2012), with an adaptive threshold (moving median
-//! plus delta), online peak picking, a minimum inter-onset interval and a
-//! silence gate.
+//! detection methods", ISMIR 2012), with an adaptive threshold (the moving
+//! median, a margin in proportion to it, and delta), online peak picking, a
+//! minimum inter-onset interval and a silence gate.
 
 use std::sync::Arc;
 
@@ -10,6 +10,11 @@ use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
 use crate::config::EngineConfig;
+
+/// Share of the moving median added to the threshold: steady noise keeps the
+/// median high and fluctuates in proportion to it, so a fixed delta alone lets
+/// it fire (tuned on the accuracy corpus: 0.1 beat 0, 0.05, 0.15, 0.2, 0.3, 0.5, 1).
+const MEDIAN_MARGIN: f32 = 0.1;
 
 /// Onset detector: one `process` call per hop, on the most recent `window` samples.
 pub struct SpectralFlux {
@@ -115,13 +120,14 @@ impl SpectralFlux {
         }
         flux /= self.prev_log.len() as f32;
 
-        // Adaptive threshold: median of the recent flux plus delta.
+        // Adaptive threshold: the median of the recent flux, a margin in
+        // proportion to it, plus delta.
         self.sorted.copy_from_slice(&self.history);
         let mid = self.sorted.len() / 2;
         let median = *self.sorted.select_nth_unstable_by(mid, f32::total_cmp).1;
         self.history[self.history_pos] = flux;
         self.history_pos = (self.history_pos + 1) % self.history.len();
-        let threshold = median + self.delta;
+        let threshold = median * (1.0 + MEDIAN_MARGIN) + self.delta;
 
         // Online peak picking without look-ahead: fire on the hop where the flux
         // first rises above the threshold; re-arm once it falls back under it.
