@@ -249,6 +249,7 @@ impl Analyzer {
             midi,
             confidence: estimate.confidence,
             db: if gate_open { levels.db } else { FLOOR_DB },
+            level_db: if gate_open { levels.envelope_db } else { FLOOR_DB },
             segment,
         };
         self.notes.process(&info, &self.dynamics, &self.attacks, out);

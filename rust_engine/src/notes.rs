@@ -39,6 +39,8 @@ pub struct HopInfo {
     pub confidence: f32,
     /// Hop RMS level in dBFS.
     pub db: f32,
+    /// Smoothed level (the dynamics envelope) in dBFS.
+    pub level_db: f32,
     /// Start of a new segment (onset, or sound after silence) found in this hop.
     pub segment: Option<u64>,
 }
@@ -76,7 +78,12 @@ const RESTRIKE_DB: f32 = 6.0;
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     at: u64,
-    db_before: f32,
+    /// The smoothed level before the onset and its highest since: a re-strike
+    /// must lift it. (One hop's RMS swings by 8 dB on a low note, whose
+    /// period is longer than a hop.)
+    level_before: f32,
+    level_peak: f32,
+    /// Loudest hop since the onset, for the velocity.
     peak_db: f32,
     hops: usize,
 }
@@ -102,7 +109,7 @@ pub struct NoteTracker {
     pending: Option<Pending>,
     /// How many hops an onset stays pending.
     pending_hops: usize,
-    last_db: f32,
+    last_level: f32,
 }
 
 impl NoteTracker {
@@ -125,7 +132,7 @@ impl NoteTracker {
             last_off: 0,
             pending: None,
             pending_hops: cfg.ms_to_hops(n.change_ms.max(60.0)),
-            last_db: f32::MIN,
+            last_level: f32::MIN,
         }
     }
 
@@ -144,7 +151,7 @@ impl NoteTracker {
         self.segment_peak_db = f32::MIN;
         self.last_off = 0;
         self.pending = None;
-        self.last_db = f32::MIN;
+        self.last_level = f32::MIN;
     }
 
     fn note_off(&mut self, at: u64, emit: u64, out: &mut Vec<Event>) {
@@ -184,7 +191,13 @@ impl NoteTracker {
         if let Some(start) = hop.segment {
             match self.active {
                 Some(a) if hop.end - a.on >= self.min_note => {
-                    self.pending = Some(Pending { at: start, db_before: self.last_db, peak_db: hop.db, hops: 0 });
+                    self.pending = Some(Pending {
+                        at: start,
+                        level_before: self.last_level,
+                        level_peak: hop.level_db,
+                        peak_db: hop.db,
+                        hops: 0,
+                    });
                 }
                 Some(_) => {}
                 None => {
@@ -195,7 +208,7 @@ impl NoteTracker {
             }
         }
         self.segment_peak_db = self.segment_peak_db.max(hop.db);
-        self.last_db = hop.db;
+        self.last_level = hop.level_db;
 
         match self.active {
             Some(active) => self.hold(active, hop, dynamics, attacks, out),
@@ -261,9 +274,10 @@ impl NoteTracker {
         if let Some(mut p) = self.pending {
             p.hops += 1;
             p.peak_db = p.peak_db.max(hop.db);
+            p.level_peak = p.level_peak.max(hop.level_db);
             self.pending = Some(p);
             if same_note {
-                if p.peak_db - p.db_before >= RESTRIKE_DB {
+                if p.level_peak - p.level_before >= RESTRIKE_DB {
                     let velocity = dynamics.velocity_for_db(p.peak_db);
                     self.note_off(p.at, hop.end, out);
                     self.note_on(active.note as f32, p.at, velocity, hop.end, out);

@@ -94,6 +94,21 @@ fn a_slurred_change_is_placed_where_the_new_note_rises_with_an_onset_there() {
 }
 
 #[test]
+fn a_steady_low_tone_is_one_note_at_every_hop_phase() {
+    // A hop is shorter than these notes' periods, so its RMS swings with the
+    // waveform: a stray onset mid-note must not read that swing as a re-strike.
+    for midi in 40..=47 {
+        for offset in (0..256).step_by(16) {
+            let mut x = vec![0.0; 4800 + offset];
+            x.extend(tone(midi as f32, 0.25, 0.3));
+            x.extend(vec![0.0; 4800]);
+            let found = notes(&analyse(&EngineConfig::default(), &x, &[128]));
+            assert_eq!(found.iter().map(|n| n.1).collect::<Vec<_>>(), vec![midi], "offset {offset}: {found:?}");
+        }
+    }
+}
+
+#[test]
 fn a_repeated_pitch_is_re_articulated() {
     let (x, truth) = melody(&[(67.0, 0.25), (67.0, 0.25), (67.0, 0.25)], 0.03);
     let found = notes(&analyse(&EngineConfig::default(), &x, &[512]));
