@@ -10,8 +10,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages for the live bridge and its tests (jackd -d dummy, libjack for JACK-Client,
-# libsndfile for soundfile) and for making the venv.
-APT_PACKAGES := jackd2 libjack-jackd2-dev libsndfile1 python3-venv ardour
+# libsndfile for soundfile, PipeWire and its libjack for the PipeWire test) and for making the venv.
+APT_PACKAGES := jackd2 libjack-jackd2-dev libsndfile1 python3-venv ardour pipewire pipewire-jack
 MATURIN := maturin>=1.8,<2
 
 # rustup's cargo is not on every non-login PATH.

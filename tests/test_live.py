@@ -17,6 +17,7 @@ from pythonosc.osc_message import OscMessage
 
 from bridge.player import Player
 from conftest import CLI
+from midi_capture import midi_notes
 from signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
 
@@ -62,18 +63,6 @@ def stop_bridge(proc: subprocess.Popen[str]) -> tuple[str, str]:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     return out, err
-
-
-def midi_notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int, int, int]]:
-    """(kind, frame, channel, note) for note messages; note-on velocity 0 counts as off."""
-    out = []
-    for frame, data in events:
-        status, note, vel = data[0] & 0xF0, data[1], data[2]
-        if status == 0x90 and vel > 0:
-            out.append(("on", frame, data[0] & 0x0F, note))
-        elif status == 0x80 or (status == 0x90 and vel == 0):
-            out.append(("off", frame, data[0] & 0x0F, note))
-    return out
 
 
 def test_melody_in_gives_midi_osc_and_take_files(jack_server, tmp_path, monkeypatch):

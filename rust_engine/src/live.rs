@@ -89,6 +89,17 @@ impl NotificationHandler for Notifications {
     }
 }
 
+/// `jack_on_shutdown` callback; `arg` is the client's `Shared`.
+///
+/// The jack crate registers only `jack_on_info_shutdown`, which PipeWire's libjack
+/// (0.3.65, Debian 12) never calls: there a lost server comes only through the plain
+/// `jack_on_shutdown`. jackd2 calls just one of the two, the info one when both are
+/// set, and both only set the same flag.
+unsafe extern "C" fn plain_shutdown(arg: *mut std::ffi::c_void) {
+    let shared = &*(arg as *const Shared);
+    shared.server_lost.store(true, Ordering::Release);
+}
+
 /// One MIDI message waiting to be written in frame order.
 #[derive(Debug, Clone, Copy)]
 struct Outgoing {
@@ -291,6 +302,15 @@ impl std::fmt::Display for LiveError {
 
 impl std::error::Error for LiveError {}
 
+/// The client's name as other clients see it in the graph, which is what its ports are
+/// called by. When the name is taken, jackd2 renames the client and says so through
+/// `jack_get_client_name`; PipeWire's libjack (0.3.65) renames it too (`NAME-<id>`) but
+/// `jack_get_client_name` keeps returning the requested name, whose ports are another
+/// client's. Looking our own uuid up gives the real name on both.
+fn graph_name(client: &Client) -> String {
+    client.name_by_uuid_str(&client.uuid_string()).unwrap_or_else(|| client.name().to_string())
+}
+
 /// A running live bridge.
 pub struct LiveBridge {
     client: Option<jack::AsyncClient<Notifications, Processor>>,
@@ -351,8 +371,13 @@ impl LiveBridge {
             rx,
             shared: shared.clone(),
         };
-        let name = client.name().to_string();
+        let name = graph_name(&client);
         let sample_rate = client.sample_rate();
+        // JACK takes callbacks only before activation. `shared` outlives the client:
+        // the notification handler below holds it until the client is closed.
+        unsafe {
+            jack::jack_sys::jack_on_shutdown(client.raw(), Some(plain_shutdown), Arc::as_ptr(&shared) as *mut _);
+        }
         let client =
             client.activate_async(Notifications { shared: shared.clone() }, processor).map_err(LiveError::Jack)?;
         Ok(Self { client: Some(client), events, control, shared, name, sample_rate, inputs: cfg.inputs })

@@ -1,0 +1,115 @@
+"""Play audio into the graph and record MIDI from it, in a process of its own.
+
+The "DAW" of the tests that run the bridge on another JACK implementation: the
+test process has jackd2's libjack loaded already, so a client of PipeWire's
+must live in a child started through `pw-jack`. The child plays a .npy file
+once with `bridge.player.Player`, keeps what arrives on its MIDI input, and
+prints one JSON object: the JACK frame time of the audio's first sample, the
+period size, and every MIDI event with its frame time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SETTLE_S = 0.3  # MIDI sent for the audio's last period arrives after it has played
+
+
+@dataclass
+class Capture:
+    """What the child saw: `midi` holds (frame time, message bytes)."""
+
+    start_frame: int
+    block_size: int
+    midi: list[tuple[int, bytes]]
+
+
+def midi_notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int, int, int]]:
+    """(kind, frame, channel, note) for note messages; note-on velocity 0 counts as off."""
+    out = []
+    for frame, data in events:
+        status, note, vel = data[0] & 0xF0, data[1], data[2]
+        if status == 0x90 and vel > 0:
+            out.append(("on", frame, data[0] & 0x0F, note))
+        elif status == 0x80 or (status == 0x90 and vel == 0):
+            out.append(("off", frame, data[0] & 0x0F, note))
+    return out
+
+
+def capture(
+    prefix: list[str], env: dict[str, str], audio: np.ndarray, workdir: Path, name: str,
+    midi_from: str, to: tuple[str, ...] = (), wait_connected: bool = False, timeout: float = 30.0,
+) -> Capture:
+    """Runs the child (`prefix` e.g. ``["pw-jack"]``) and returns its capture.
+
+    `wait_connected` holds the audio back until something else (the bridge's
+    `--connect`) has connected the player's output.
+    """
+    path = workdir / f"{name}.npy"
+    np.save(path, np.ascontiguousarray(audio, dtype=np.float32))
+    cmd = [*prefix, sys.executable, __file__, str(path), "--name", name, "--midi-from", midi_from]
+    cmd += [arg for port in to for arg in ("--to", port)]
+    cmd += ["--wait-connected"] if wait_connected else []
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise RuntimeError(f"midi_capture failed ({result.returncode}): {result.stderr.strip()}")
+    data = json.loads(result.stdout)
+    return Capture(data["start_frame"], data["block_size"], [(f, bytes(m)) for f, m in data["midi"]])
+
+
+def _run(args: argparse.Namespace) -> dict[str, object]:
+    import jack
+
+    from bridge.player import Player
+
+    audio = np.load(args.audio)
+    player = Player(args.name, audio)
+    try:
+        player.start(args.to, midi_from=args.midi_from, play=not args.wait_connected)
+        if args.wait_connected:
+            deadline = time.monotonic() + 10
+            while not player.client.get_all_connections(player.out):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nobody connected {player.out.name}")
+                time.sleep(0.01)
+            player.play()
+        if not player.finished.wait(len(audio) / player.sample_rate + 10):
+            raise RuntimeError("the audio did not finish playing")
+        time.sleep(SETTLE_S)
+        return {
+            "start_frame": player.start_frame,
+            "block_size": player.client.blocksize,
+            "midi": [(frame, list(data)) for frame, data in list(player.midi)],
+        }
+    except jack.JackError as e:
+        raise RuntimeError(str(e)) from None
+    finally:
+        player.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("audio", type=Path, help="mono float32 .npy at the server's rate")
+    p.add_argument("--name", required=True)
+    p.add_argument("--to", action="append", default=[], metavar="PORT")
+    p.add_argument("--midi-from", required=True, metavar="PORT")
+    p.add_argument("--wait-connected", action="store_true")
+    args = p.parse_args()
+    try:
+        print(json.dumps(_run(args)))
+    except Exception as e:  # the parent test fails with this message
+        print(f"midi_capture: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

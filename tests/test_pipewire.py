@@ -1,0 +1,217 @@
+"""The live bridge on PipeWire's JACK: the real `daw-bridge run` started through
+`pw-jack` on a private PipeWire server (tests/pipewire_server.py), a melody
+played into it and its MIDI recorded by a JACK client of the same server
+(tests/midi_capture.py), a real OSC receiver. Skipped only when PipeWire is
+not installed (Debian: pipewire, pipewire-jack)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+from pythonosc.osc_message import OscMessage
+
+from conftest import CLI
+from midi_capture import Capture, capture, midi_notes
+from pipewire_server import PrivatePipeWire, missing_binaries, spawn, stop_process
+from signals import SR, harmonic, melody_audio
+from udp_capture import UdpCapture
+
+MISSING = missing_binaries()
+pytestmark = pytest.mark.skipif(
+    bool(MISSING), reason=f"PipeWire is not installed ({', '.join(MISSING)} not found; Debian: pipewire pipewire-jack)"
+)
+
+MELODY = [60, 64, 67, 72, 67]
+PIPEWIRE_LIBJACK = "/pipewire-0.3/jack/libjack.so"
+
+
+class Bridge:
+    """`daw-bridge run` as a client of `server`; its output is read as it comes."""
+
+    def __init__(self, server: PrivatePipeWire, name: str, args: tuple[str, ...]) -> None:
+        self.proc = spawn(
+            server.jack_command(*CLI, "run", "--name", name, *args), server.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(s,), daemon=True) for s in (self.proc.stdout, self.proc.stderr)]
+        for reader in self._readers:
+            reader.start()
+        self.name = ""
+
+    def wait_started(self) -> Bridge:
+        """Waits until the client is active and learns the name the server gave it."""
+        self.name = self.wait_for(r"running as '([^']+)'").group(1)
+        return self
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def text(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 20.0) -> re.Match[str]:
+        """The `count`-th line (stdout or stderr) matching `pattern`, once it is printed."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [m for m in map(re.compile(pattern).search, self.lines) if m]
+                if len(found) >= count:
+                    return found[count - 1]
+                if self.proc.poll() is not None and not any(r.is_alive() for r in self._readers):
+                    pytest.fail(f"bridge exited ({self.proc.returncode}) before printing {pattern!r}:\n{self.text()}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"bridge did not print {pattern!r} within {timeout:g} s:\n{self.text()}")
+                self._changed.wait(0.1)
+
+    def libjacks(self) -> set[str]:
+        """The libjack files the bridge process has mapped."""
+        maps = Path(f"/proc/{self.proc.pid}/maps").read_text()
+        return {line.split()[-1] for line in maps.splitlines() if "/libjack.so" in line}
+
+    def stop(self) -> str:
+        """SIGTERM, as a user would; returns everything it printed."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+        for reader in self._readers:
+            reader.join(timeout=5)
+        text = self.text()
+        assert self.proc.returncode == 0, text
+        assert "Traceback" not in text, text
+        return text
+
+
+@pytest.fixture
+def pipewire(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrivatePipeWire]:
+    """A private PipeWire at 48 kHz; quantum 128 frames unless parametrized."""
+    server = PrivatePipeWire(tmp_path, quantum=getattr(request, "param", 128))
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def run_bridge(pipewire: PrivatePipeWire) -> Iterator[Callable[..., Bridge]]:
+    """`run_bridge(*args, name="pwtest")` starts a bridge; any left running is stopped at the end."""
+    started: list[Bridge] = []
+
+    def start(*args: str, name: str = "pwtest") -> Bridge:
+        bridge = Bridge(pipewire, name, args)
+        started.append(bridge)
+        return bridge.wait_started()
+
+    yield start
+    for bridge in started:
+        stop_process(bridge.proc, timeout=20)
+
+
+def play(
+    server: PrivatePipeWire, tmp_path: Path, audio: np.ndarray, name: str, midi_from: str,
+    to: tuple[str, ...] = (), wait_connected: bool = False,
+) -> Capture:
+    """Plays `audio` from a JACK client `name` of `server` and returns the MIDI it heard."""
+    return capture(server.jack_command(), server.env, audio, tmp_path, name, midi_from, to, wait_connected)
+
+
+@pytest.mark.parametrize("pipewire", [128, 256], indirect=True, ids=["quantum128", "quantum256"])
+def test_melody_in_gives_midi_and_osc(pipewire: PrivatePipeWire, run_bridge: Callable[..., Bridge], tmp_path: Path) -> None:
+    osc = UdpCapture()
+    try:
+        bridge = run_bridge("--osc", f"127.0.0.1:{osc.port}")
+        libjacks = bridge.libjacks()
+        audio, starts = melody_audio(MELODY)
+        played = play(pipewire, tmp_path, audio, "pw-player", f"{bridge.name}:midi_out", to=(f"{bridge.name}:in_1",))
+        text = bridge.stop()
+    finally:
+        osc.close()
+
+    # It really ran on PipeWire's libjack, at the server's period.
+    assert libjacks and all(PIPEWIRE_LIBJACK in path for path in libjacks), libjacks
+    assert bridge.name == "pwtest"
+    assert played.block_size == pipewire.quantum
+
+    # JACK MIDI: the melody on channel 1, every note-on closed by its note-off.
+    notes = midi_notes(played.midi)
+    ons = [n for n in notes if n[0] == "on"]
+    assert [n[3] for n in ons] == MELODY, text
+    assert [(n[0], n[3]) for n in notes] == [(kind, note) for note in MELODY for kind in ("on", "off")]
+    assert all(n[2] == 0 for n in notes)
+    for (_, frame, _, _), start in zip(ons, starts):
+        latency_ms = (frame - (played.start_frame + start)) / SR * 1000
+        assert 0 < latency_ms < 60, latency_ms
+
+    # OSC: the same notes, on and off.
+    messages = [m for b in osc.bundles() for m in b if isinstance(m, OscMessage)]
+    osc_notes = [tuple(m.params) for m in messages if m.address == "/bridge/note"]
+    assert [n for n, v in osc_notes if v > 0] == MELODY
+    assert sorted(n for n, v in osc_notes if v == 0) == sorted(MELODY)
+    assert {"/bridge/pitch", "/bridge/onset", "/bridge/dynamics"} <= {m.address for m in messages}
+    assert "on  C4" in text and "off G4" in text
+
+
+def test_a_second_bridge_of_the_same_name_uses_its_own_ports(
+    pipewire: PrivatePipeWire, run_bridge: Callable[..., Bridge], tmp_path: Path
+) -> None:
+    # PipeWire renames the second client but its libjack keeps telling it the name it asked
+    # for, which is the first bridge's: `--connect` would feed the first bridge.
+    first = run_bridge()
+    second = run_bridge("--connect", "^pw-source:out$")
+    assert first.name == "pwtest"
+    assert re.fullmatch(r"pwtest-\d+", second.name), second.name
+    audio, _ = melody_audio([62, 69])
+    played = play(pipewire, tmp_path, audio, "pw-source", f"{second.name}:midi_out", wait_connected=True)
+    # Notes from the second bridge's own port: its own input was fed.
+    assert [(n[0], n[3]) for n in midi_notes(played.midi)] == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
+
+
+def test_pipewire_killed_and_restarted_recovers_without_stuck_notes(
+    pipewire: PrivatePipeWire, run_bridge: Callable[..., Bridge], tmp_path: Path
+) -> None:
+    take = tmp_path / "lost.mid"
+    bridge = run_bridge("--record-midi", str(take))
+    wav = tmp_path / "e4.wav"
+    sf.write(wav, harmonic(64, 10.0), SR, subtype="FLOAT")
+    # The feeder dies with the server: a process of its own, killed with it.
+    feeder = spawn(
+        pipewire.jack_command(sys.executable, "-m", "bridge.player", str(wav), "--name", "pw-feeder", "--to", f"{bridge.name}:in_1"),
+        pipewire.env,
+    )
+    try:
+        bridge.wait_for(r"in_1  on  E4")
+        pipewire.kill()
+    finally:
+        stop_process(feeder)
+    # PipeWire's libjack reports the loss only through jack_on_shutdown.
+    bridge.wait_for(r"JACK server '\S+' lost")
+    pipewire.start()
+    bridge.wait_for(r"running as '([^']+)'", count=2)
+
+    g4 = np.concatenate([np.zeros(SR // 10, np.float32), harmonic(67, 1.0)])
+    played = play(pipewire, tmp_path, g4, "pw-catcher", f"{bridge.name}:midi_out", to=(f"{bridge.name}:in_1",))
+    bridge.stop()
+    notes = [(n[0], n[3]) for n in midi_notes(played.midi)]
+    # The E4 left sounding at the loss is closed on the recovered port first.
+    assert notes[0] == ("off", 64), notes
+    assert ("on", 67) in notes and ("off", 67) in notes
+    msgs = [m for m in mido.merge_tracks(mido.MidiFile(take).tracks) if m.type.startswith("note")]
+    on_notes = [m.note for m in msgs if m.type == "note_on" and m.velocity]
+    assert on_notes[:1] == [64] and 67 in on_notes
+    assert sum(1 for m in msgs if m.type == "note_off" or m.velocity == 0) == len(on_notes)
