@@ -1,9 +1,11 @@
 """Keeps the bridge's audio inputs connected to the DAW ports the user named.
 
 The real-time client (Rust) owns the ports; this module is a second, plain
-JACK-Client client that only manages the graph. Port (un)registrations arrive
-on JACK's notification thread, where connecting is not allowed, so they just
-wake a worker thread that (re)connects.
+JACK-Client client that only manages the graph, from a worker thread that
+looks for missing connections every POLL_S. It registers no callback: Python
+code on JACK's notification thread can hang the interpreter when the client
+closes (libjack cancels that thread, possibly while it waits for the GIL, and
+the GIL is never released again).
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import threading
 import jack
 
 from bridge.errors import BridgeError
+
+
+POLL_S = 0.25
+"""How often the graph is checked: a port that appears is connected within this."""
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -38,28 +44,20 @@ class PortWatcher:
         self._inputs = inputs
         self._pattern = compile_pattern(pattern) if pattern else None
         self._client = jack.Client(client_name, no_start_server=True)
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self.last_error: str | None = None
-        self._client.set_port_registration_callback(self._on_port_change, only_available=False)
         self._client.activate()
         self._worker = threading.Thread(target=self._run, name="daw-bridge-graph", daemon=True)
         self._worker.start()
-        self._wake.set()
-
-    def _on_port_change(self, _port: jack.Port, _registered: bool) -> None:
-        self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.connect_matching()
-            except jack.JackError as e:
-                self.last_error = str(e)
+            if self._pattern is not None:
+                try:
+                    self.connect_matching()
+                except jack.JackError as e:
+                    self.last_error = str(e)
+            self._stop.wait(POLL_S)
 
     def sources(self) -> list[str]:
         """Names of the audio outputs that match the pattern, in name order."""
@@ -79,7 +77,7 @@ class PortWatcher:
                     self._client.connect(source, target)
             except jack.JackError as e:
                 # The port may vanish between listing and connecting; the next
-                # registration callback retries.
+                # poll retries.
                 self.last_error = f"cannot connect {source} -> {target}: {e}"
 
     def connections(self) -> list[tuple[str, str]]:
@@ -113,7 +111,6 @@ class PortWatcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._wake.set()
         self._worker.join(timeout=2)
         try:
             self._client.deactivate()
