@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import mido
 import numpy as np
 
 SETTLE_S = 0.3  # MIDI sent for the audio's last period arrives after it has played
@@ -42,6 +43,18 @@ def midi_notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int, int, int
         elif status == 0x80 or (status == 0x90 and vel == 0):
             out.append(("off", frame, data[0] & 0x0F, note))
     return out
+
+
+def assert_recovered_after_loss(notes: list[tuple[str, int]], take: Path, lost: int, new: int) -> None:
+    """After a server loss: the note left sounding (`lost`) is closed on the
+    recovered port first, then `new` plays whole, and the take holds both with
+    every note-on matched by a note-off."""
+    assert notes[0] == ("off", lost), notes
+    assert ("on", new) in notes and ("off", new) in notes
+    msgs = [m for m in mido.merge_tracks(mido.MidiFile(take).tracks) if m.type.startswith("note")]
+    on_notes = [m.note for m in msgs if m.type == "note_on" and m.velocity]
+    assert on_notes[:1] == [lost] and new in on_notes
+    assert sum(1 for m in msgs if m.type == "note_off" or m.velocity == 0) == len(on_notes)
 
 
 def capture(

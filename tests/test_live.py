@@ -17,7 +17,7 @@ from pythonosc.osc_message import OscMessage
 
 from bridge.player import Player
 from conftest import CLI
-from midi_capture import midi_notes
+from midi_capture import assert_recovered_after_loss, midi_notes
 from signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
 
@@ -206,13 +206,7 @@ def test_server_killed_and_restarted_recovers_without_stuck_notes(fresh_jack_ser
     stop_bridge(proc)
     catcher.close()
     notes = [(n[0], n[3]) for n in midi_notes(catcher.midi)]
-    # The E4 left sounding at the loss is closed on the recovered port first.
-    assert notes[0] == ("off", 64), notes
-    assert ("on", 67) in notes and ("off", 67) in notes
-    msgs = [m for m in mido.merge_tracks(mido.MidiFile(take).tracks) if m.type.startswith("note")]
-    on_notes = [m.note for m in msgs if m.type == "note_on" and m.velocity]
-    assert on_notes[:1] == [64] and 67 in on_notes
-    assert sum(1 for m in msgs if m.type == "note_off" or m.velocity == 0) == len(on_notes)
+    assert_recovered_after_loss(notes, take, lost=64, new=67)  # the E4 sounding at the loss, then a G4
 
 
 def test_rtmidi_virtual_port_carries_the_notes(jack_server, monkeypatch):
