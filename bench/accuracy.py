@@ -108,30 +108,24 @@ ENGINE_SETTINGS: dict = {}
 def run_engine(audio: np.ndarray, sr: int) -> Estimate:
     from rust_engine import Analyzer, EngineConfig
 
+    from bridge.analyze import pair_notes, without_retracted
+
     an = Analyzer(EngineConfig({**ENGINE_SETTINGS, "sample_rate": sr, "hop": HOP}))
     events = []
     for i in range(0, len(audio), HOP):
         events.extend(an.process(audio[i:i + HOP]))
     events.extend(an.flush())
-    times, f0, onsets, notes = [], [], [], []
-    open_note: tuple[float, int] | None = None
+    times, f0, onsets = [], [], []
     for ev in events:
         if ev.kind == "pitch":
             times.append(ev.t)
             f0.append(ev.hz if ev.voiced else -abs(ev.hz))
         elif ev.kind == "onset":
             onsets.append(ev.t)
-        elif ev.kind == "note_on":
-            if open_note is not None:  # the engine should have closed it; close it here
-                notes.append((open_note[0], ev.t, open_note[1]))
-            open_note = (ev.t, ev.note)
-        elif ev.kind == "note_off" and open_note is not None:
-            if ev.t > open_note[0]:  # a note-off at the note's own start retracts it
-                notes.append((open_note[0], ev.t, open_note[1]))
-            open_note = None
+    # The notes as `daw-bridge analyze` transcribes them: retracted ones left out.
+    note_events = without_retracted([ev for ev in events if ev.kind in ("note_on", "note_off")])
+    notes = [(n.start, n.end, n.note) for n in pair_notes(note_events)]
     end = len(audio) / sr
-    if open_note is not None:
-        notes.append((open_note[0], end, open_note[1]))
     iv, midi = notes_array(notes, end)
     order = np.argsort(times, kind="stable")
     return Estimate(np.asarray(times)[order], np.asarray(f0)[order], np.sort(onsets), iv, midi,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -28,13 +27,14 @@ from pathlib import Path
 
 import jack
 
+from bridge import processes
+
 DEFAULT_RATE = 48000
 DEFAULT_PERIOD = 128
 MISSING_JACKD = "jackd not found: install JACK 2 (Debian: apt-get install jackd2)"
 # libjack copies server names into fixed buffers and aborts the process on longer
 # ones; jackd itself refuses names whose socket path gets too long (~80 bytes).
 MAX_NAME_BYTES = 255
-PR_SET_PDEATHSIG = 1
 
 
 class JackdError(RuntimeError):
@@ -149,13 +149,7 @@ class JackServer:
         """
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop_process(self.process, timeout)
         if self.process.returncode not in (0, -signal.SIGTERM) and self.command and not self._slot_checked:
             self._free_slot(timeout)
         self._slot_checked = True
@@ -166,13 +160,7 @@ class JackServer:
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline and not is_running(self.name):
             time.sleep(0.05)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        processes.stop_process(process, timeout)
 
     def kill(self) -> None:
         """SIGKILL the server we started, as a crash would (for fault tests)."""
@@ -185,11 +173,6 @@ class JackServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-
-def _die_with_parent() -> None:
-    """In the forked child: ask Linux for SIGTERM when the parent thread dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 BANNER = ("jackdmp ", "Copyright ", "jackdmp comes with", "This is free software", "under certain")
@@ -234,7 +217,7 @@ def start(
         process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop jackd ourselves
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            preexec_fn=processes.die_with_parent if die_with_parent else None,
         )
     server = JackServer(name, rate, period, process, log_path, cmd)
     deadline = time.monotonic() + wait

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import rust_engine
 
-from bridge import addresses, jackd
+from bridge import addresses, jackd, processes
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
@@ -571,8 +571,7 @@ def run(
         if control is not None:
             control.close()
         if player is not None:
-            player.terminate()
-            player.wait(timeout=5)
+            processes.stop_process(player)
         if runner is not None:
             runner.stop()
             _drain_lines(lines)

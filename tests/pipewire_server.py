@@ -14,16 +14,15 @@ Only the processes that should talk to PipeWire load its libjack, through
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
+from bridge.processes import die_with_parent, stop_process
+
 # Every module is needed: without `access` clients hang at connect, without
 # `link-factory` no connection can be made, `spa-node-factory` builds the driver.
 CONFIG = """\
@@ -65,27 +64,11 @@ def missing_binaries() -> list[str]:
     return [name for name in ("pipewire", "pw-jack", "pw-link") if shutil.which(name) is None]
 
 
-def _die_with_parent() -> None:
-    """In the forked child: SIGTERM when the test's thread dies, so a crashed run leaves nothing."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def spawn(cmd: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
     """Popen for every process a test starts: text I/O, no stdin, gone when the test run is."""
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        cmd, env=env, stdin=subprocess.DEVNULL, text=True, preexec_fn=_die_with_parent, **kwargs
+        cmd, env=env, stdin=subprocess.DEVNULL, text=True, preexec_fn=die_with_parent, **kwargs
     )
-
-
-def stop_process(proc: subprocess.Popen[str], timeout: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL if it does not go within `timeout` s; always reaped."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class PrivatePipeWire:

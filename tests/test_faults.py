@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from bridge.player import Player
+from bridge.processes import stop_process
 from conftest import CLI
 from signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
@@ -142,13 +143,7 @@ class Bridge:
         """Ends it if still running: SIGTERM first. A SIGKILLed client makes jackd die of
         SIGPIPE when it is stopped next, and a jackd that dies keeps its slot in JACK's
         server registry (eight slots per machine) until a server of its name runs again."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=15)
 
 
 @pytest.fixture

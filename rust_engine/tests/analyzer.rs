@@ -41,16 +41,7 @@ fn a_legato_line_changes_note_without_gaps() {
 
 #[test]
 fn an_octave_low_attack_is_retracted_and_the_note_placed_at_its_onset() {
-    // A tone whose first 40 ms carry its sub-octave as loud as itself (the
-    // period doubles), fading out by 60 ms: YIN first hears the octave below.
-    let sub = tone(36.0, 0.5, 0.3);
-    let mut x = vec![0.0; 4800];
-    x.extend(tone(48.0, 0.5, 0.3).iter().zip(&sub).enumerate().map(|(i, (&v, &s))| {
-        let t = i as f32 / SR;
-        v + s * (1.0 - (t - 0.04) / 0.02).clamp(0.0, 1.0)
-    }));
-    x.extend(vec![0.0; 4800]);
-    let found = notes(&analyse(&EngineConfig::default(), &x, &[128]));
+    let found = notes(&analyse(&EngineConfig::default(), &octave_low_attack(48.0), &[128]));
     assert!(found.iter().any(|n| n.1 == 36 && n.0 == n.2), "no retracted octave-low note: {found:?}");
     let kept = kept(&found);
     assert_eq!(kept.len(), 1, "{found:?}");
@@ -60,18 +51,9 @@ fn an_octave_low_attack_is_retracted_and_the_note_placed_at_its_onset() {
 
 #[test]
 fn a_correction_can_be_turned_off() {
-    let sub = tone(36.0, 0.5, 0.3);
-    let mut x = vec![0.0; 4800];
-    x.extend(
-        tone(48.0, 0.5, 0.3)
-            .iter()
-            .zip(&sub)
-            .enumerate()
-            .map(|(i, (&v, &s))| v + s * (1.0 - (i as f32 / SR - 0.04) / 0.02).clamp(0.0, 1.0)),
-    );
     let mut cfg = EngineConfig::default();
     cfg.notes.correct_ms = 0.0;
-    let found = notes(&analyse(&cfg, &x, &[128]));
+    let found = notes(&analyse(&cfg, &octave_low_attack(48.0), &[128]));
     // The misheard octave sounds as a note of its own.
     assert!(found.iter().any(|n| n.1 == 36), "{found:?}");
     assert!(found.iter().all(|n| n.2 > n.0), "{found:?}");

@@ -52,6 +52,21 @@ pub fn crossfade(from: f32, to: f32, at: f32, fade: f32, seconds: f32, amp: f32)
         .collect()
 }
 
+/// 0.1 s of silence, then a tone whose first 40 ms carry its sub-octave as
+/// loud as itself (the period doubles), faded out by 60 ms, so that YIN first
+/// hears the octave below; 0.1 s of silence after.
+pub fn octave_low_attack(midi: f32) -> Vec<f32> {
+    let silence = vec![0.0; (0.1 * SR) as usize];
+    let sub = tone(midi - 12.0, 0.5, 0.3);
+    let mut x = silence.clone();
+    x.extend(tone(midi, 0.5, 0.3).iter().zip(&sub).enumerate().map(|(i, (&v, &s))| {
+        let fade = (1.0 - (i as f32 / SR - 0.04) / 0.02).clamp(0.0, 1.0);
+        v + s * fade
+    }));
+    x.extend(silence);
+    x
+}
+
 /// A melody of (midi, seconds) notes separated by `gap` seconds of silence,
 /// after 0.1 s of silence. Returns the audio and the true (onset seconds, midi).
 pub fn melody(notes: &[(f32, f32)], gap: f32) -> (Vec<f32>, Vec<(f32, u8)>) {

@@ -1,0 +1,27 @@
+"""Child processes that never outlive their parent and always end: jackd, the
+demo player, and the servers and clients the tests start."""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import subprocess
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """A ``preexec_fn``: in the forked child, ask Linux for SIGTERM when the
+    parent thread dies, so a crashed run leaves nothing behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 5.0) -> None:  # type: ignore[type-arg]
+    """SIGTERM, then SIGKILL if it has not gone within `timeout` s; always reaped."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
