@@ -4,7 +4,7 @@
 
 use crate::attack::AttackFinder;
 use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
-use crate::dynamics::{Dynamics, FLOOR_DB};
+use crate::dynamics::{to_db, Dynamics, FLOOR_DB};
 use crate::error::{ConfigError, ProcessError};
 use crate::event::{Event, EventData};
 use crate::notes::{HopInfo, NoteTracker};
@@ -16,9 +16,13 @@ use crate::voicing::Voicing;
 /// input is clamped so every sum stays finite.
 const MAX_SAMPLE: f32 = 1000.0;
 
-/// Most events one hop can produce: onset, pitch, dynamics, note-off, and a
-/// note-on with the onset found for it.
-pub const MAX_EVENTS_PER_HOP: usize = 6;
+/// Most events one hop can produce: a note-on from a probe, then onset, pitch,
+/// dynamics, note-off, and a note-on with the onset found for it.
+pub const MAX_EVENTS_PER_HOP: usize = 7;
+
+/// Pitch estimates per hop while a note waits to start: a hop's worth of
+/// waiting is most of the latency left once two periods of the note are in.
+const PROBES_PER_HOP: usize = 4;
 
 /// Everything for one mono channel; allocates only in `new`.
 pub struct Analyzer {
@@ -33,6 +37,10 @@ pub struct Analyzer {
     /// Samples of the hop being filled.
     pending: Vec<f32>,
     filled: usize,
+    /// Samples between two probes of a waiting note's pitch (see `probe`).
+    probe_step: usize,
+    /// The frame of a probe, assembled from `history` and `pending`.
+    probe_frame: Vec<f32>,
     /// Samples consumed (whole hops plus `filled`).
     position: u64,
     /// Start of the current segment: the pitch frame never reaches before it.
@@ -59,6 +67,8 @@ impl Analyzer {
             history,
             pending: vec![0.0; cfg.hop],
             filled: 0,
+            probe_step: cfg.hop / PROBES_PER_HOP,
+            probe_frame: vec![0.0; cfg.pitch_window()],
             position: 0,
             segment_start: 0,
             last_gate_open: None,
@@ -115,9 +125,10 @@ impl Analyzer {
             return Err(ProcessError::BlockTooLong { max: MAX_BLOCK, actual: block.len() });
         }
         let hop = self.cfg.hop;
+        let step = self.probe_step;
         let mut rest = block;
         while !rest.is_empty() {
-            let take = (hop - self.filled).min(rest.len());
+            let take = (step - self.filled % step).min(hop - self.filled).min(rest.len());
             for (dst, &src) in self.pending[self.filled..self.filled + take].iter_mut().zip(&rest[..take]) {
                 *dst = sanitize(src);
             }
@@ -127,9 +138,45 @@ impl Analyzer {
             if self.filled == hop {
                 self.filled = 0;
                 self.run_hop(out);
+            } else if self.filled.is_multiple_of(step) {
+                self.probe(out);
             }
         }
         Ok(())
+    }
+
+    /// Between hops, while sound has begun and no note sounds yet, estimates
+    /// the pitch of the audio so far, so that a note can start as soon as two
+    /// of its periods are in rather than at the end of the hop. Only YIN's own
+    /// test counts here, and only while the segment is younger than the pitch
+    /// window, which bounds the extra work to the attacks.
+    fn probe(&mut self, out: &mut Vec<Event>) {
+        let age = (self.position - self.segment_start) as usize;
+        if !self.gate_was_open || !self.notes.awaiting_start() || age >= self.yin.max_frame() {
+            return;
+        }
+        // The segment began at a hop's end or before, so the frame holds all of `pending`.
+        let (old, new) = (age - self.filled, self.filled);
+        let len = self.history.len();
+        self.probe_frame[..old].copy_from_slice(&self.history[len - old..]);
+        self.probe_frame[old..age].copy_from_slice(&self.pending[..new]);
+        let frame = &self.probe_frame[..age];
+        let estimate = self.yin.estimate(frame);
+        let midi = self.voicing.sure(&estimate);
+        let recent = &frame[age.saturating_sub(self.cfg.hop)..];
+        let mean_square = recent.iter().map(|v| v * v).sum::<f32>() / recent.len() as f32;
+        let info = HopInfo {
+            end: self.position,
+            start: self.position - self.probe_step as u64,
+            heard_from: self.position - (age * 3 / 8) as u64,
+            voiced: midi.is_some(),
+            midi: midi.unwrap_or(0.0),
+            confidence: estimate.confidence,
+            db: to_db(mean_square.sqrt()),
+            level_db: FLOOR_DB,
+            segment: None,
+        };
+        self.notes.probe(&info, &self.dynamics, out);
     }
 
     /// Ends the stream: pads the partial hop with silence, analyses it and

@@ -1,8 +1,10 @@
 //! Note segmentation: turns per-hop pitch, onsets and levels into note-on /
 //! note-off pairs.
 //!
-//! A note starts when two consecutive hops agree on a voiced pitch, and is
-//! placed at the onset (or the end of silence) that began its segment. An
+//! A note starts when two consecutive estimates agree on a voiced pitch (or one
+//! is very sure), and is placed at the onset (or the end of silence) that began
+//! its segment. While a note waits to start, the analyser also estimates
+//! between hops (`probe`), so a note starts as soon as two of its periods are in. An
 //! onset during a note is a question, not an answer: the note changes at the
 //! onset when the pitch after it settles on another note, and is re-struck
 //! when the level jumps; otherwise (vibrato, a bow change, a false onset) it
@@ -62,7 +64,7 @@ struct Candidate {
     first: u64,
 }
 
-/// Hops of agreeing pitch needed before a note starts: one estimate could be a transient.
+/// Consecutive agreeing estimates needed before a note starts: one could be a transient.
 const CONFIRM_HOPS: usize = 2;
 
 /// Confidence at which one voiced hop is enough to start a note.
@@ -184,6 +186,19 @@ impl NoteTracker {
     pub fn close(&mut self, at: u64, out: &mut Vec<Event>) {
         self.note_off(at, at, out);
         self.candidate = None;
+    }
+
+    /// Whether no note sounds, so an estimate between hops could start one.
+    pub fn awaiting_start(&self) -> bool {
+        self.active.is_none()
+    }
+
+    /// Takes an estimate made between hops (`hop.end` is where it was made)
+    /// while no note sounds: it can start a note before the hop ends.
+    pub fn probe(&mut self, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
+        debug_assert!(self.active.is_none() && hop.segment.is_none());
+        self.segment_peak_db = self.segment_peak_db.max(hop.db);
+        self.start(hop, dynamics, out);
     }
 
     /// Advances one hop, appending any note events to `out`.

@@ -44,10 +44,17 @@ impl Voicing {
             return None;
         }
         let guess = hz_to_midi(estimate.hz);
-        let sure = estimate.voiced && estimate.confidence >= self.min_confidence;
+        let sure = self.sure(estimate).is_some();
         let steady = estimate.confidence >= STEADY_CONFIDENCE && (guess - self.last_guess).abs() < STEADY_SEMITONES;
         self.last_guess = guess;
         (sure || steady).then_some(guess)
+    }
+
+    /// The pitch in fractional MIDI when YIN's own test passes, without
+    /// touching the hop-to-hop state: for estimates between hops.
+    pub fn sure(&self, estimate: &PitchEstimate) -> Option<f32> {
+        (estimate.hz > 0.0 && estimate.voiced && estimate.confidence >= self.min_confidence)
+            .then(|| hz_to_midi(estimate.hz))
     }
 }
 

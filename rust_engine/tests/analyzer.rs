@@ -182,3 +182,30 @@ proptest! {
         prop_assert_eq!(analyse(&cfg, &x, &blocks), reference);
     }
 }
+
+/// Samples from a tone's first sample to the emission of its note-on.
+fn note_on_delay(midi: f32, lead: usize) -> u64 {
+    let mut x = vec![0.0; lead];
+    x.extend(tone(midi, 0.2, 0.3));
+    let events = analyse(&EngineConfig::default(), &x, &[128]);
+    let on = events.iter().find(|e| matches!(e.data, EventData::NoteOn { .. })).expect("a note-on");
+    assert!(matches!(on.data, EventData::NoteOn { note, .. } if note as f32 == midi), "{on:?}");
+    on.emit_sample - lead as u64
+}
+
+#[test]
+fn a_note_starts_once_two_periods_are_in_not_at_the_end_of_its_hop() {
+    // At every phase of the hop, the note-on goes out within 1.5 ms of the
+    // moment two periods of the tone exist; waiting for the hop's end alone
+    // would cost up to a hop (2.7 ms) more.
+    for midi in [45.0, 52.0, 57.0, 64.0] {
+        let two_periods = 2.0 * SR / midi_to_hz(midi);
+        for phase in (0..128).step_by(8) {
+            let delay = note_on_delay(midi, 4800 + phase) as f32;
+            assert!(
+                delay < two_periods + 72.0,
+                "midi {midi} phase {phase}: {delay} samples, two periods {two_periods}"
+            );
+        }
+    }
+}
