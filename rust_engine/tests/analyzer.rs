@@ -209,3 +209,16 @@ fn a_note_starts_once_two_periods_are_in_not_at_the_end_of_its_hop() {
         }
     }
 }
+
+#[test]
+fn a_hop_four_does_not_divide_probes_within_it() {
+    let mut cfg = EngineConfig::default();
+    cfg.hop = 441;
+    let (x, truth) = melody(&SCALE[..4], 0.1);
+    let reference = analyse(&cfg, &x, &[441]);
+    for blocks in [&[1][..], &[100, 7], &[4096]] {
+        assert_eq!(analyse(&cfg, &x, blocks), reference, "blocks {blocks:?}");
+    }
+    let pitches: Vec<u8> = notes(&reference).iter().map(|n| n.1).collect();
+    assert_eq!(pitches, truth.iter().map(|t| t.1).collect::<Vec<_>>());
+}
