@@ -145,14 +145,15 @@ impl Analyzer {
         Ok(())
     }
 
-    /// Between hops, while sound has begun and no note sounds yet, estimates
-    /// the pitch of the audio so far, so that a note can start as soon as two
-    /// of its periods are in rather than at the end of the hop. Only YIN's own
+    /// Between hops, while a note waits to start (after silence, or after an
+    /// onset during a note), estimates the pitch of the audio since the onset,
+    /// so that the note can start as soon as two of its periods are in rather
+    /// than at the end of the hop. Only YIN's own
     /// test counts here, and only while the segment is younger than the pitch
     /// window, which bounds the extra work to the attacks.
     fn probe(&mut self, out: &mut Vec<Event>) {
         let age = (self.position - self.segment_start) as usize;
-        if !self.gate_was_open || !self.notes.awaiting_start() || age >= self.yin.max_frame() {
+        if !self.gate_was_open || !self.notes.awaiting_note() || age >= self.yin.max_frame() {
             return;
         }
         // The segment began at a hop's end or before, so the frame holds all of `pending`.

@@ -67,6 +67,10 @@ struct Candidate {
 /// Consecutive agreeing estimates needed before a note starts: one could be a transient.
 const CONFIRM_HOPS: usize = 2;
 
+/// Agreeing estimates a new pitch after an onset needs: one more than a start,
+/// as the frame right after an onset can still hold the previous note's tail.
+const CHANGE_CONFIRM: usize = CONFIRM_HOPS + 1;
+
 /// Confidence at which one voiced hop is enough to start a note.
 const SURE_CONFIDENCE: f32 = 0.9;
 
@@ -188,17 +192,50 @@ impl NoteTracker {
         self.candidate = None;
     }
 
-    /// Whether no note sounds, so an estimate between hops could start one.
-    pub fn awaiting_start(&self) -> bool {
-        self.active.is_none()
+    /// Whether a note waits to start: none sounds, or an onset during one
+    /// waits for the pitch after it. Estimates between hops then count.
+    pub fn awaiting_note(&self) -> bool {
+        self.active.is_none() || self.pending.is_some()
     }
 
     /// Takes an estimate made between hops (`hop.end` is where it was made)
-    /// while no note sounds: it can start a note before the hop ends.
+    /// while a note waits: it can start the note before the hop ends. Releases
+    /// and re-strikes are left to the hops.
     pub fn probe(&mut self, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
-        debug_assert!(self.active.is_none() && hop.segment.is_none());
-        self.segment_peak_db = self.segment_peak_db.max(hop.db);
-        self.start(hop, dynamics, out);
+        debug_assert!(hop.segment.is_none());
+        match (self.active, self.pending) {
+            (None, _) => {
+                self.segment_peak_db = self.segment_peak_db.max(hop.db);
+                self.start(hop, dynamics, out);
+            }
+            (Some(active), Some(p)) if hop.voiced && !self.same_note(hop.midi, active) => {
+                self.change_after_onset(p, hop, p.peak_db.max(hop.db), dynamics, out);
+            }
+            (Some(_), Some(_)) => self.change = None,
+            (Some(_), None) => {}
+        }
+    }
+
+    fn same_note(&self, midi: f32, active: Active) -> bool {
+        (midi - active.note as f32).abs() <= 0.5 + self.hysteresis
+    }
+
+    /// Another pitch after an onset: a few agreeing estimates suffice, and the
+    /// new note starts at the onset, not where the pitch settled.
+    fn change_after_onset(
+        &mut self,
+        p: Pending,
+        hop: &HopInfo,
+        peak_db: f32,
+        dynamics: &Dynamics,
+        out: &mut Vec<Event>,
+    ) {
+        let change = self.track_change(hop, p.at);
+        if change.hops >= CHANGE_CONFIRM {
+            let velocity = dynamics.velocity_for_db(peak_db);
+            self.note_off(p.at, hop.end, out);
+            self.note_on(change.midi, p.at, velocity, hop.end, out);
+        }
     }
 
     /// Advances one hop, appending any note events to `out`.
@@ -284,7 +321,7 @@ impl NoteTracker {
             return;
         }
         self.unvoiced_hops = 0;
-        let same_note = (hop.midi - active.note as f32).abs() <= 0.5 + self.hysteresis;
+        let same_note = self.same_note(hop.midi, active);
 
         if let Some(mut p) = self.pending {
             p.hops += 1;
@@ -302,14 +339,7 @@ impl NoteTracker {
                 self.change = None;
                 return;
             }
-            // Another pitch after the onset: a couple of agreeing hops suffice,
-            // and the new note starts at the onset, not where the pitch settled.
-            let change = self.track_change(hop, p.at);
-            if change.hops >= CONFIRM_HOPS {
-                let velocity = dynamics.velocity_for_db(p.peak_db);
-                self.note_off(p.at, hop.end, out);
-                self.note_on(change.midi, p.at, velocity, hop.end, out);
-            }
+            self.change_after_onset(p, hop, p.peak_db, dynamics, out);
             return;
         }
 
