@@ -178,7 +178,7 @@ ENGINE_COMMENTS = {
     "dynamics.velocity_ceil_db": "RMS level (dBFS) given velocity 127",
     "dynamics.velocity_curve": "exponent of the dB-to-velocity curve (<1 lifts soft notes)",
     "dynamics.envelope_release_ms": "release of the smoothed envelope",
-    "notes.silence_db": "silence gate: quieter hops start no notes and end open ones",
+    "notes.silence_db": "silence gate: quieter hops start no notes; open ones end 12 dB lower",
     "notes.min_confidence": "pitch confidence needed for a note (0..1)",
     "notes.hysteresis_cents": "how far past the half-semitone a pitch must move to change note",
     "notes.change_ms": "how long a new pitch must last to change note",

@@ -16,13 +16,19 @@ use crate::voicing::Voicing;
 /// input is clamped so every sum stays finite.
 const MAX_SAMPLE: f32 = 1000.0;
 
-/// Most events one hop can produce: a note-on from a probe, then onset, pitch,
-/// dynamics, note-off, and a note-on with the onset found for it.
+/// Most events one hop can produce: onset, pitch, dynamics, note-off, and a
+/// note-on with the onset found for it, plus one spare. (A probe's note-off and
+/// note-on leave a note too young for the rest of the hop to end or change.)
 pub const MAX_EVENTS_PER_HOP: usize = 7;
 
 /// Pitch estimates per hop while a note waits to start: a hop's worth of
 /// waiting is most of the latency left once two periods of the note are in.
 const PROBES_PER_HOP: usize = 4;
+
+/// The silence gate closes this far below the level that opens it. A quiet low
+/// note's hop RMS swings by more than 8 dB within its period; without the
+/// margin the gate chattered and cut a -30 dBFS melody into extra notes.
+const GATE_HYSTERESIS_DB: f32 = 12.0;
 
 /// Everything for one mono channel; allocates only in `new`.
 pub struct Analyzer {
@@ -148,9 +154,9 @@ impl Analyzer {
     /// Between hops, while a note waits to start (after silence, or after an
     /// onset during a note), estimates the pitch of the audio since the onset,
     /// so that the note can start as soon as two of its periods are in rather
-    /// than at the end of the hop. Only YIN's own
-    /// test counts here, and only while the segment is younger than the pitch
-    /// window, which bounds the extra work to the attacks.
+    /// than at the end of the hop. Only YIN's own test counts here, and only
+    /// while the segment is younger than the pitch window, which bounds the
+    /// extra work to the attacks.
     fn probe(&mut self, out: &mut Vec<Event>) {
         let age = (self.position - self.segment_start) as usize;
         if !self.gate_was_open || !self.notes.awaiting_note() || age >= self.yin.max_frame() {
@@ -222,7 +228,8 @@ impl Analyzer {
         self.history[len - hop..].copy_from_slice(&self.pending);
 
         let levels = self.dynamics.process(&self.pending);
-        let gate_open = levels.db > self.silence_db;
+        let threshold = self.silence_db - if self.gate_was_open { GATE_HYSTERESIS_DB } else { 0.0 };
+        let gate_open = levels.db > threshold;
 
         // A new segment starts where sound follows silence (placed at the first
         // sample over the gate) or at a spectral-flux onset.

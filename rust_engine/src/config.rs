@@ -51,6 +51,7 @@ pub struct DynamicsConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoteConfig {
     /// Below this hop RMS (dBFS) the input counts as silence: no onset, no note.
+    /// Once sound is in, the gate closes only 12 dB lower (hysteresis).
     pub silence_db: f32,
     /// Pitch confidence (1 - YIN aperiodicity) needed to start or hold a note.
     pub min_confidence: f32,

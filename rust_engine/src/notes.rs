@@ -4,8 +4,8 @@
 //! A note starts when two consecutive estimates agree on a voiced pitch (or one
 //! is very sure), and is placed at the onset (or the end of silence) that began
 //! its segment. While a note waits to start, the analyser also estimates
-//! between hops (`probe`), so a note starts as soon as two of its periods are in. An
-//! onset during a note is a question, not an answer: the note changes at the
+//! between hops (`probe`), so a note starts as soon as two of its periods are
+//! in. An onset during a note is a question, not an answer: the note changes at the
 //! onset when the pitch after it settles on another note, and is re-struck
 //! when the level jumps; otherwise (vibrato, a bow change, a false onset) it
 //! goes on. Without an onset, a note changes on a pitch change that lasts

@@ -42,6 +42,10 @@ const SPLIT_DIP_DIVISOR: usize = 12;
 /// ... and is taken when it is this much deeper.
 const SPLIT_DIP_RATIO: f32 = 0.5;
 
+/// Least share of the frame's energy the integration window (its newest
+/// half) must hold to be measured.
+const MIN_WINDOW_SHARE: f64 = 0.01;
+
 /// Largest level ratio (in amplitude) the difference function makes up for
 /// between the two stretches it compares (tuned on the latency tones and the
 /// accuracy corpus: 2 kept every pitch right, 4 and 8 did not).
@@ -167,6 +171,11 @@ impl Yin {
             self.energy[i + 1] = self.energy[i] + v * v;
         }
         let e0 = self.energy[w];
+        // A frame whose newest half is all but silent (a click, then nothing)
+        // has nothing to measure; its difference function is rounding noise.
+        if e0 <= MIN_WINDOW_SHARE * self.energy[len] || e0 <= f64::MIN_POSITIVE {
+            return PitchEstimate::NONE;
+        }
 
         // Step 2: d(tau) = e(0) + e(tau) - 2 r(tau), with r the cross-correlation
         // of the first w samples with the frame (via FFT) and e the energy of the
@@ -218,9 +227,6 @@ impl Yin {
             let d = self.cmnd[tau] as f64;
             running += d;
             self.cmnd[tau] = if running > 0.0 { (d * tau as f64 / running) as f32 } else { 1.0 };
-        }
-        if e0 <= f64::MIN_POSITIVE {
-            return PitchEstimate::NONE;
         }
 
         // Step 4: the first lag under the absolute threshold, followed down to

@@ -251,3 +251,30 @@ fn a_re_attacked_note_changes_soon_after_its_pitch_is_sure() {
         }
     }
 }
+
+#[test]
+fn a_quiet_low_melody_is_not_cut_into_extra_notes() {
+    // Around -35 dBFS a low note's hop RMS dips under the -50 dB gate within
+    // each period; a gate without hysteresis reopened there, each time a new note.
+    let quiet: Vec<(f32, f32)> = [36.0, 40.0, 43.0, 45.0, 38.0, 41.0].iter().map(|&m| (m, 0.5)).collect();
+    let mut x = vec![0.0; 4800];
+    let mut truth = Vec::new();
+    for &(midi, dur) in &quiet {
+        truth.push(midi as u8);
+        x.extend(tone(midi, dur, 0.01));
+        x.extend(vec![0.0; 2400]);
+    }
+    let found: Vec<u8> = notes(&analyse(&EngineConfig::default(), &x, &[128])).iter().map(|n| n.1).collect();
+    assert_eq!(found, truth);
+}
+
+#[test]
+fn clicks_in_silence_give_no_notes() {
+    // A lone click leaves a frame whose newest half is silent: nothing to measure.
+    let mut x = vec![0.0; 48_000];
+    for (k, at) in [5_000, 10_037, 15_100, 20_077, 30_001, 40_123].into_iter().enumerate() {
+        x[at] = if k % 2 == 0 { 0.9 } else { -0.2 };
+    }
+    let events = analyse(&EngineConfig::default(), &x, &[128]);
+    assert!(notes(&events).is_empty(), "{:?}", notes(&events));
+}

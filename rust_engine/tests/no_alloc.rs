@@ -36,6 +36,9 @@ fn process_allocates_nothing_after_construction() {
     // A retracted attack and a slurred change take the corrector's and the attack finder's paths.
     x.extend(octave_low_attack(48.0));
     x.extend(crossfade(57.0, 62.0, 0.3, 0.06, 0.6, 0.3));
+    // A note re-attacked straight after another takes the probes' change path.
+    x.extend(tone(60.0, 0.2, 0.3));
+    x.extend(tone(52.0, 0.2, 0.3));
     x.extend(noise(48_000, 0.2, 3));
     x.push(f32::NAN);
     let mut an = Analyzer::new(EngineConfig::default()).unwrap();
