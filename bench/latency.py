@@ -170,8 +170,15 @@ def stop_aubios(procs: list[subprocess.Popen[bytes]], probe: jack.Client) -> Non
         proc.terminate()
         proc.wait()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(p.name.startswith("aubio") for p in probe.get_ports()):
+    while time.monotonic() < deadline and aubio_ports_left(probe):
         time.sleep(0.05)
+
+
+def aubio_ports_left(probe: jack.Client) -> bool:
+    try:
+        return any(p.name.startswith("aubio") for p in probe.get_ports())
+    except jack.JackError:  # a port went away between listing and lookup: still leaving
+        return True
 
 
 def stop_server(server: jackd.JackServer) -> None:

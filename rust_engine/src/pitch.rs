@@ -66,8 +66,9 @@ pub struct Yin {
     tau_min: usize,
     /// Longest lag searched (lowest pitch).
     tau_max: usize,
-    fft: Arc<dyn RealToComplex<f32>>,
-    ifft: Arc<dyn ComplexToReal<f32>>,
+    /// FFTs from a sixteenth of the longest frame up to it, shortest first:
+    /// a short frame (an attack) is correlated at its own length.
+    plans: Vec<Plan>,
     // Preallocated work buffers, sized for `max_frame` in `new`.
     frame: Vec<f32>,
     head: Vec<f32>,
@@ -78,6 +79,13 @@ pub struct Yin {
     scratch_inv: Vec<Complex<f32>>,
     energy: Vec<f64>,
     cmnd: Vec<f32>,
+}
+
+/// One FFT length with its forward and inverse plans.
+struct Plan {
+    n: usize,
+    fft: Arc<dyn RealToComplex<f32>>,
+    ifft: Arc<dyn ComplexToReal<f32>>,
 }
 
 /// Smallest n >= `min` whose only prime factors are 2, 3 and 5: sizes the FFT
@@ -105,27 +113,32 @@ impl Yin {
         let max_frame = cfg.pitch_window();
         let tau_min = ((sr / cfg.pitch.fmax_hz).floor() as usize).max(2);
         let tau_max = ((sr / cfg.pitch.fmin_hz).ceil() as usize).min(max_frame / 2);
-        let n = fft_size(max_frame);
         let mut planner = RealFftPlanner::<f32>::new();
-        let fft = planner.plan_fft_forward(n);
-        let ifft = planner.plan_fft_inverse(n);
+        let mut plans: Vec<Plan> = (0..5)
+            .rev()
+            .map(|k| fft_size((max_frame >> k).max(2)))
+            .map(|n| Plan { n, fft: planner.plan_fft_forward(n), ifft: planner.plan_fft_inverse(n) })
+            .collect();
+        plans.dedup_by_key(|p| p.n);
+        let longest = plans.last().expect("at least one plan");
+        let scratch = |len: fn(&Plan) -> usize| plans.iter().map(len).max().unwrap_or(0);
+        let (scratch_fwd, scratch_inv) = (scratch(|p| p.fft.get_scratch_len()), scratch(|p| p.ifft.get_scratch_len()));
         Self {
             sample_rate: sr,
             threshold: cfg.pitch.yin_threshold,
             max_frame,
             tau_min,
             tau_max,
-            frame: fft.make_input_vec(),
-            head: fft.make_input_vec(),
-            frame_spec: fft.make_output_vec(),
-            head_spec: fft.make_output_vec(),
-            corr: ifft.make_output_vec(),
-            scratch_fwd: fft.make_scratch_vec(),
-            scratch_inv: ifft.make_scratch_vec(),
+            frame: longest.fft.make_input_vec(),
+            head: longest.fft.make_input_vec(),
+            frame_spec: longest.fft.make_output_vec(),
+            head_spec: longest.fft.make_output_vec(),
+            corr: longest.ifft.make_output_vec(),
+            scratch_fwd: vec![Complex::default(); scratch_fwd],
+            scratch_inv: vec![Complex::default(); scratch_inv],
             energy: vec![0.0; max_frame + 1],
             cmnd: vec![0.0; max_frame / 2 + 1],
-            fft,
-            ifft,
+            plans,
         }
     }
 
@@ -162,9 +175,13 @@ impl Yin {
         for (dst, &src) in self.frame.iter_mut().zip(x.iter().rev()) {
             *dst = src - mean;
         }
-        self.frame[len..].fill(0.0);
+        // No lag reaches past the frame, so an FFT as long as the frame does
+        // not wrap the correlation around.
+        let plan = self.plans.iter().find(|p| p.n >= len).expect("the longest plan holds max_frame");
+        let n = plan.n;
+        self.frame[len..n].fill(0.0);
         self.head[..w].copy_from_slice(&self.frame[..w]);
-        self.head[w..].fill(0.0);
+        self.head[w..n].fill(0.0);
         self.energy[0] = 0.0;
         for i in 0..len {
             let v = self.frame[i] as f64;
@@ -180,24 +197,25 @@ impl Yin {
         // Step 2: d(tau) = e(0) + e(tau) - 2 r(tau), with r the cross-correlation
         // of the first w samples with the frame (via FFT) and e the energy of the
         // w samples starting at tau (via prefix sums).
-        let n = self.frame.len();
-        self.fft
-            .process_with_scratch(&mut self.frame, &mut self.frame_spec, &mut self.scratch_fwd)
-            .expect("buffers sized by the plan");
-        self.fft
-            .process_with_scratch(&mut self.head, &mut self.head_spec, &mut self.scratch_fwd)
-            .expect("buffers sized by the plan");
-        for (f, h) in self.frame_spec.iter_mut().zip(&self.head_spec) {
+        let bins = n / 2 + 1;
+        let (frame_spec, head_spec) = (&mut self.frame_spec[..bins], &mut self.head_spec[..bins]);
+        plan.fft
+            .process_with_scratch(&mut self.frame[..n], frame_spec, &mut self.scratch_fwd)
+            .expect("buffers sized for the longest plan");
+        plan.fft
+            .process_with_scratch(&mut self.head[..n], head_spec, &mut self.scratch_fwd)
+            .expect("buffers sized for the longest plan");
+        for (f, h) in frame_spec.iter_mut().zip(head_spec.iter()) {
             *f *= h.conj();
         }
         // A real signal's spectrum has real DC and Nyquist bins; rounding may not.
-        self.frame_spec[0].im = 0.0;
+        frame_spec[0].im = 0.0;
         if n.is_multiple_of(2) {
-            self.frame_spec[n / 2].im = 0.0;
+            frame_spec[n / 2].im = 0.0;
         }
-        self.ifft
-            .process_with_scratch(&mut self.frame_spec, &mut self.corr, &mut self.scratch_inv)
-            .expect("buffers sized by the plan");
+        plan.ifft
+            .process_with_scratch(frame_spec, &mut self.corr[..n], &mut self.scratch_inv)
+            .expect("buffers sized for the longest plan");
         let scale = 1.0 / n as f32;
 
         // Step 2 with the levels matched: the newest audio is compared with the
@@ -304,32 +322,35 @@ mod tests {
     }
 
     /// The FFT path must equal the textbook O(N²) difference function, with
-    /// the levels of the two stretches matched within MAX_GAIN.
+    /// the levels of the two stretches matched within MAX_GAIN, at every FFT length.
     #[test]
     fn fft_difference_matches_direct_formula() {
         let cfg = EngineConfig::default();
         let mut yin = Yin::new(&cfg);
-        // A swell from 0.2 to 1: the gain is clamped at the longest lags only.
-        let forward: Vec<f32> = tone(220.0, 48_000.0, 2400, 4)
-            .iter()
-            .enumerate()
-            .map(|(i, v)| v * (0.2 + 0.8 * i as f32 / 2400.0))
-            .collect();
-        yin.estimate(&forward);
-        // The frame is analysed newest-first.
-        let x: Vec<f64> = forward.iter().rev().map(|&v| v as f64).collect();
-        let mean = x.iter().sum::<f64>() / x.len() as f64;
-        let x: Vec<f64> = x.iter().map(|v| v - mean).collect();
-        let w = 1200;
-        let energy = |from: usize| x[from..from + w].iter().map(|v| v * v).sum::<f64>();
-        let e0 = energy(0);
-        let mut running = 0.0;
-        for tau in 1..=1200 {
-            let g = (e0 / energy(tau)).sqrt().clamp(1.0 / MAX_GAIN as f64, MAX_GAIN as f64);
-            let d: f64 = (0..w).map(|j| (x[j] / g.sqrt() - x[j + tau] * g.sqrt()).powi(2)).sum();
-            running += d;
-            let direct = d * tau as f64 / running;
-            assert!((yin.cmnd[tau] as f64 - direct).abs() < 2e-3, "tau {tau}: {} vs {direct}", yin.cmnd[tau]);
+        for len in [2400, 1500, 1000, 333, 150] {
+            // A swell from 0.2 to 1: the gain is clamped at the longest lags only.
+            let forward: Vec<f32> = tone(220.0, 48_000.0, len, 4)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * (0.2 + 0.8 * i as f32 / len as f32))
+                .collect();
+            yin.estimate(&forward);
+            // The frame is analysed newest-first.
+            let x: Vec<f64> = forward.iter().rev().map(|&v| v as f64).collect();
+            let mean = x.iter().sum::<f64>() / x.len() as f64;
+            let x: Vec<f64> = x.iter().map(|v| v - mean).collect();
+            let w = len / 2;
+            let energy = |from: usize| x[from..from + w].iter().map(|v| v * v).sum::<f64>();
+            let e0 = energy(0);
+            let mut running = 0.0;
+            for tau in 1..=(len - w).min(1200) {
+                let g = (e0 / energy(tau)).sqrt().clamp(1.0 / MAX_GAIN as f64, MAX_GAIN as f64);
+                let d: f64 = (0..w).map(|j| (x[j] / g.sqrt() - x[j + tau] * g.sqrt()).powi(2)).sum();
+                running += d;
+                let direct = d * tau as f64 / running;
+                let got = yin.cmnd[tau] as f64;
+                assert!((got - direct).abs() < 2e-3, "len {len} tau {tau}: {got} vs {direct}");
+            }
         }
     }
 
