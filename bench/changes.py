@@ -13,9 +13,10 @@ client at 128 frames would see it:
 - aubio 0.4.9: notes('default', 1024, 128), sent at the end of the hop that
   returns it.
 
-Delay = emission frame - the tone's first frame. A tone's answer is the first
-note-on sent inside it; further note-ons inside it are false notes. No JACK
-period is added (bench/latency.py shows it is the same for every contender).
+Delay = emission frame - the tone's first frame, scored by bench/latency.py's
+`score`: a tone's answer is the first note-on sent inside it; further note-ons
+inside it are false notes. No JACK period is added (bench/latency.py shows it
+is the same for every contender).
 
 Usage: python bench/changes.py [--tones 120] [--seed 7]
 """
@@ -29,15 +30,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from players import harmonic_tone, midi_hz  # noqa: E402
+from latency import score  # noqa: E402
+from players import ToneSequence, harmonic_tone, midi_hz  # noqa: E402
 
 RATE = 48_000
 BLOCK = 128
 LOW, HIGH = 45, 79  # A2 .. G5
 
 
-def back_to_back(tones: int, seed: int) -> tuple[np.ndarray, list[int], list[int]]:
-    """The signal, each tone's first frame, and each tone's MIDI note."""
+def back_to_back(tones: int, seed: int) -> ToneSequence:
+    """`tones` random tones, each starting where the one before ends."""
     rng = np.random.default_rng(seed)
     pitches = [int(p) for p in rng.integers(LOW, HIGH + 1, tones)]
     parts, starts, pos = [np.zeros(RATE // 10, np.float32)], [], RATE // 10
@@ -47,7 +49,7 @@ def back_to_back(tones: int, seed: int) -> tuple[np.ndarray, list[int], list[int
         starts.append(pos)
         pos += n
     parts.append(np.zeros(RATE // 5, np.float32))
-    return np.concatenate(parts), starts, pitches
+    return ToneSequence(np.concatenate(parts), np.asarray(starts), np.asarray(pitches), RATE)
 
 
 def daw_bridge(signal: np.ndarray) -> list[tuple[int, int]]:
@@ -73,33 +75,20 @@ def aubio_notes(signal: np.ndarray) -> list[tuple[int, int]]:
     return ons
 
 
-def score(ons: list[tuple[int, int]], starts: list[int], pitches: list[int], end: int) -> dict[str, object]:
-    delays, right, false = [], 0, 0
-    bounds = starts[1:] + [end]
-    for start, stop, midi in zip(starts, bounds, pitches):
-        inside = [(f, n) for f, n in ons if start <= f < stop]
-        if inside:
-            delays.append(1000 * (inside[0][0] - start) / RATE)
-            right += inside[0][1] == midi
-            false += len(inside) - 1
-    return {"median_ms": np.median(delays) if delays else float("nan"),
-            "p90_ms": np.percentile(delays, 90) if delays else float("nan"),
-            "right": right, "answered": len(delays), "false_notes": false}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tones", type=int, default=120)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
-    signal, starts, pitches = back_to_back(args.tones, args.seed)
-    print(f"{args.tones} tones back to back, A2..G5, {len(signal) / RATE:.1f} s at {RATE} Hz, "
+    seq = back_to_back(args.tones, args.seed)
+    print(f"{args.tones} tones back to back, A2..G5, {len(seq.signal) / RATE:.1f} s at {RATE} Hz, "
           f"{BLOCK}-frame blocks")
     print(f"{'contender':<28}{'median_ms':>10}{'p90_ms':>9}{'right':>10}{'false_notes':>13}")
     for name, run in [("daw-bridge", daw_bridge), ("aubio notes 1024/128", aubio_notes)]:
-        r = score(run(signal), starts, pitches, len(signal))
-        print(f"{name:<28}{r['median_ms']:>10.1f}{r['p90_ms']:>9.1f}"
-              f"{str(r['right']) + '/' + str(args.tones):>10}{r['false_notes']:>13}")
+        s = score(name, run(seq.signal), seq, origin=0, period=0)
+        delays = 1000 * np.array([x for x in s.latencies if x is not None]) / RATE
+        print(f"{name:<28}{np.median(delays):>10.1f}{np.percentile(delays, 90):>9.1f}"
+              f"{f'{s.right(seq.midis)}/{args.tones}':>10}{s.false_notes():>13}")
     print("delay = note-on emission frame - tone start; right = first note-on inside the tone has its pitch")
     return 0
 

@@ -5,9 +5,10 @@ Issue 3, "Benchmarks / Latency". For each period a private dummy jackd
 `aubionotes -j` (default settings, and `-B 512 -H 128`) side by side. One
 frame-locked player (bench/players.py) feeds the same 40 harmonic tones
 (5 partials at 1/h, 5 ms attack, 250 ms long, 150 ms apart plus a random
-0..255 frames so that onsets fall at every offset of a period, E2..C6 (or A2..C6 with --lowest 45, the set the issue measured aubionotes on) in a
-fixed shuffled order) into every contender's input, and one recorder stamps
-each contender's MIDI with JACK frame times.
+0..255 frames so that onsets fall at every offset of a period, E2..C6, or
+A2..C6 with --lowest 45, the set the issue measured aubionotes on, in a fixed
+shuffled order) into every contender's input, and one recorder stamps each
+contender's MIDI with JACK frame times.
 
 How a latency is counted, in frames:
 

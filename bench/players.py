@@ -58,7 +58,6 @@ class ToneSequence:
     signal: np.ndarray
     starts: np.ndarray
     midis: np.ndarray
-    tone_frames: int
     rate: int
 
     def slot(self, i: int) -> tuple[int, int]:
@@ -81,7 +80,7 @@ def tone_sequence(midis: list[int], rate: int, tone_s: float = 0.25, gap_s: floa
     starts = lead_n + slot_n * np.arange(len(midis)) + shifts
     for start, m in zip(starts, midis):
         signal[start:start + tone_n] = harmonic_tone(midi_hz(m), rate, tone_s)
-    return ToneSequence(signal, starts, np.asarray(midis), tone_n, rate)
+    return ToneSequence(signal, starts, np.asarray(midis), rate)
 
 
 class CycleLog:

@@ -175,7 +175,7 @@ impl Analyzer {
         let info = HopInfo {
             end: self.position,
             start: self.position - self.probe_step as u64,
-            heard_from: self.position - (age * 3 / 8) as u64,
+            heard_from: heard_from(self.position, age),
             voiced: midi.is_some(),
             midi: midi.unwrap_or(0.0),
             confidence: estimate.confidence,
@@ -296,10 +296,7 @@ impl Analyzer {
         let info = HopInfo {
             end,
             start,
-            // A new pitch wins once it fills most of YIN's integration window,
-            // the newest half of the frame: it began between a quarter and a
-            // half of the frame back.
-            heard_from: end - (frame_len * 3 / 8) as u64,
+            heard_from: heard_from(end, frame_len),
             voiced,
             midi,
             confidence: estimate.confidence,
@@ -309,6 +306,13 @@ impl Analyzer {
         };
         self.notes.process(&info, &self.dynamics, &self.attacks, out);
     }
+}
+
+/// Where the pitch of a frame of `len` samples ending at `end` was first heard.
+/// A new pitch wins once it fills most of YIN's integration window, the newest
+/// half of the frame: it began between a quarter and a half of the frame back.
+fn heard_from(end: u64, len: usize) -> u64 {
+    end - (len * 3 / 8) as u64
 }
 
 /// Silence for NaN and Inf, zero for denormals, a clamp for absurd values.

@@ -190,13 +190,13 @@ impl Yin {
         let e0 = self.energy[w];
         // A frame whose newest half is all but silent (a click, then nothing)
         // has nothing to measure; its difference function is rounding noise.
-        if e0 <= MIN_WINDOW_SHARE * self.energy[len] || e0 <= f64::MIN_POSITIVE {
+        if e0 <= MIN_WINDOW_SHARE * self.energy[len] {
             return PitchEstimate::NONE;
         }
 
-        // Step 2: d(tau) = e(0) + e(tau) - 2 r(tau), with r the cross-correlation
-        // of the first w samples with the frame (via FFT) and e the energy of the
-        // w samples starting at tau (via prefix sums).
+        // Step 2: d(tau) from r, the cross-correlation of the first w samples
+        // with the frame (via FFT), and e(tau), the energy of the w samples
+        // starting at tau (via prefix sums).
         let bins = n / 2 + 1;
         let (frame_spec, head_spec) = (&mut self.frame_spec[..bins], &mut self.head_spec[..bins]);
         plan.fft
@@ -218,21 +218,22 @@ impl Yin {
             .expect("buffers sized for the longest plan");
         let scale = 1.0 / n as f32;
 
-        // Step 2 with the levels matched: the newest audio is compared with the
-        // audio `tau` before it scaled by g = sqrt(e(0) / e(tau)) (within
-        // MAX_GAIN), so d = e(0)/g + g e(tau) - 2 r(tau) = 2 (sqrt(e(0) e(tau)) - r(tau)).
-        // A note swelling in or dying away is still periodic; plain YIN counts
-        // the level change as aperiodicity and hears an attack late.
+        // Plain YIN has d = e(0) + e(tau) - 2 r(tau). Here the levels are
+        // matched: the audio `tau` back is scaled by g = sqrt(e(0) / e(tau))
+        // (within MAX_GAIN), so d = e(0)/g + g e(tau) - 2 r(tau), which is
+        // 2 (sqrt(e(0) e(tau)) - r(tau)) inside the range. A note swelling in or
+        // dying away is still periodic; plain YIN counts the level change as
+        // aperiodicity and hears an attack late.
         let e0f = e0 as f32;
-        let (max_ratio, gain) = (MAX_GAIN * MAX_GAIN, MAX_GAIN);
+        let max_ratio = MAX_GAIN * MAX_GAIN;
         let lags = self.cmnd[1..=tau_max].iter_mut();
         let ends = &self.energy[1 + w..=tau_max + w];
         for (((d, &end), &begin), &r) in lags.zip(ends).zip(&self.energy[1..]).zip(&self.corr[1..]) {
             let e_tau = (end - begin) as f32;
             // Written as selects so the loop vectorises.
             let geometric = 2.0 * (e0f * e_tau).sqrt();
-            let quieter = e0f / gain + gain * e_tau;
-            let louder = gain * e0f + e_tau / gain;
+            let quieter = e0f / MAX_GAIN + MAX_GAIN * e_tau;
+            let louder = MAX_GAIN * e0f + e_tau / MAX_GAIN;
             let matched = if e_tau * max_ratio < e0f { quieter } else { geometric };
             let matched = if e_tau > e0f * max_ratio { louder } else { matched };
             *d = (matched - 2.0 * r * scale).max(0.0);
