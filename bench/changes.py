@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import score  # noqa: E402
-from players import ToneSequence, harmonic_tone, midi_hz  # noqa: E402
+from latency import score
+from players import ToneSequence, harmonic_tone, midi_hz
 
 RATE = 48_000
 BLOCK = 128

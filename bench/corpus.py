@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import shutil
 import subprocess
@@ -164,7 +165,7 @@ def extract_melody(piece: Piece) -> list[Note]:
 
 
 def check_monophonic(notes: list[Note]) -> None:
-    for a, b in zip(notes, notes[1:]):
+    for a, b in itertools.pairwise(notes):
         if b.onset < a.offset or b.onset <= a.onset:
             raise AssertionError(f"overlapping notes: {a} {b}")
     if not notes:
@@ -282,7 +283,7 @@ def build_piece(piece: Piece, out: Path, seed: int) -> dict:
     noisy = add_noise(clean, notes, NOISE_SNR_DB, seed)
     sf.write(out / f"{piece.name}.noisy.wav", noisy, SAMPLE_RATE, subtype="FLOAT")
     with tempfile.TemporaryDirectory() as tmp:
-        times, f0 = reference_f0(notes, piece.program, duration, Path(tmp))
+        _times, f0 = reference_f0(notes, piece.program, duration, Path(tmp))
     truth = {
         "notes": [[n.onset, n.offset, n.midi] for n in notes],
         "onsets": [n.onset for n in notes],

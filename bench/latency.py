@@ -49,10 +49,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import rust_engine  # noqa: E402
-from bridge import jackd  # noqa: E402
-from players import (FramePlayer, LogSpan, MidiRecorder, ToneSequence, loadavg,  # noqa: E402
-                     midi_hz, note_name, tone_sequence)
+import rust_engine
+
+from bridge import jackd
+from players import FramePlayer, LogSpan, MidiRecorder, ToneSequence, loadavg, midi_hz, note_name, tone_sequence
 
 RATE = 48000
 LOW, HIGH, TONES = 40, 84, 40  # E2 .. C6

@@ -40,7 +40,7 @@ def midi_hz(midi: float) -> float:
 def harmonic_tone(hz: float, rate: int, seconds: float, harmonics: int = 5,
                   attack_s: float = 0.005, release_s: float = 0.010, peak: float = 0.5) -> np.ndarray:
     """A tone of `harmonics` partials at amplitude 1/h, raised-cosine attack and release."""
-    n = int(round(seconds * rate))
+    n = round(seconds * rate)
     t = np.arange(n) / rate
     tone = sum(np.sin(2 * np.pi * h * hz * t) / h for h in range(1, harmonics + 1) if h * hz < rate / 2)
     env = np.ones(n)

@@ -44,10 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import rust_engine  # noqa: E402
-from bridge import jackd  # noqa: E402
-from players import LogSpan, loadavg, tone_sequence  # noqa: E402
-from xruns import sched_latency  # noqa: E402
+import rust_engine
+
+from bridge import jackd
+from players import LogSpan, loadavg, tone_sequence
+from xruns import sched_latency
 
 RATE, PERIOD = 48000, 256
 MELODY = [52, 55, 59, 64, 67, 71, 76, 72, 69, 65, 62, 57, 53, 48, 45, 60]  # E3..E5 and down to A2

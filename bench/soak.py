@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge import jackd  # noqa: E402 - needs the repository root on sys.path
+from bridge import jackd
 
 RATE = 48_000
 CLIENT = "daw-bridge"
@@ -261,7 +261,7 @@ def midi_balance(messages: list[tuple[int, int, int]]) -> tuple[int, int, list[s
 
 
 def jack_cmd(server: jackd.JackServer, *cmd: str) -> str:
-    return subprocess.run(cmd, env=server.env, capture_output=True, text=True, timeout=10).stdout
+    return subprocess.run(cmd, env=server.env, capture_output=True, text=True, timeout=10, check=False).stdout
 
 
 def wait_for_port(server: jackd.JackServer, port: str, timeout: float = 20) -> None:
@@ -299,7 +299,7 @@ def live_soak(minutes: float, period: int, sample_every: float, take: bool = Tru
             bridge_cmd += ["--record-midi", str(work / "take.mid")]
         bridge = subprocess.Popen(bridge_cmd, env=server.env, stdin=subprocess.DEVNULL,
                                   stdout=(work / "bridge.out").open("wb"), stderr=(work / "bridge.err").open("wb"),
-                                  preexec_fn=_sigint_default)
+                                  preexec_fn=_sigint_default)  # noqa: PLW1509 - one signal() call, no other way
         procs.append(bridge)
         wait_for_port(server, f"{CLIENT}:midi_out")
         dump = subprocess.Popen(["jack_midi_dump"], env=server.env, stdin=subprocess.DEVNULL,

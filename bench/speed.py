@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import corpus  # noqa: E402  (bench/ is a folder of scripts, not a package)
+import corpus
 
 SR = 48_000
 HOP = 128

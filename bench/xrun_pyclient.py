@@ -37,11 +37,11 @@ def busy_python(stop: threading.Event) -> None:
     while not stop.is_set():
         end = time.perf_counter() + BUSY_ON_S
         while time.perf_counter() < end:
-            {str(i): i * i for i in range(200)}  # noqa: B018 - the point is to burn interpreter time
+            {str(i): i * i for i in range(200)}  # the point is to burn interpreter time
         stop.wait(BUSY_OFF_S)
 
 
-def make_engine(rate: int, period: int):  # noqa: ANN201 - rust_engine may not be built yet
+def make_engine(rate: int, period: int):  # no return type: rust_engine may not be built yet
     """The real analysis engine, when rust_engine is importable (the `engine` variant)."""
     from rust_engine import Analyzer, EngineConfig
 

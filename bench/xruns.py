@@ -33,7 +33,7 @@ import jack
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge import jackd  # noqa: E402 - needs the repository root on sys.path
+from bridge import jackd
 
 PYCLIENT = ROOT / "bench" / "xrun_pyclient.py"
 RUST_DIR = ROOT / "bench" / "xrun_client"
@@ -199,7 +199,7 @@ def build_rust_client() -> None:
 
 
 def rust_engine_importable(python: str) -> bool:
-    return subprocess.run([python, "-c", "import rust_engine"], capture_output=True).returncode == 0
+    return subprocess.run([python, "-c", "import rust_engine"], capture_output=True, check=False).returncode == 0
 
 
 COLUMNS = ["variant", "period", "rt", "seconds", "xruns_attributed", "missed_cycles",

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import mido
 import numpy as np
@@ -235,7 +235,7 @@ class _AtomicFile:
         self.temp_path: Path
         self.stream: IO[str]
 
-    def __enter__(self) -> _AtomicFile:
+    def __enter__(self) -> Self:
         if self.final.is_dir():
             raise self.error("it is a directory")
         if self.final.exists() and not self.final.is_file():

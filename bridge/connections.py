@@ -17,7 +17,6 @@ import jack
 
 from bridge.errors import BridgeError
 
-
 POLL_S = 0.25
 """How often the graph is checked: a port that appears is connected within this."""
 

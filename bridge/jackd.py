@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import jack
 
@@ -168,7 +169,7 @@ class JackServer:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
-    def __enter__(self) -> JackServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -217,7 +218,8 @@ def start(
         process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop jackd ourselves
-            preexec_fn=processes.die_with_parent if die_with_parent else None,
+            # One prctl call in the child; no other way to set it before exec.
+            preexec_fn=processes.die_with_parent if die_with_parent else None,  # noqa: PLW1509
         )
     server = JackServer(name, rate, period, process, log_path, cmd)
     deadline = time.monotonic() + wait

@@ -20,7 +20,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message import OscMessage
@@ -227,7 +227,7 @@ class OscSender:
         for target in self._targets:
             target.sock.close()
 
-    def __enter__(self) -> OscSender:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import mido
 from rust_engine import Event
@@ -198,7 +199,7 @@ class TakeRecorder:
             Path(temp).unlink(missing_ok=True)
             raise RecordingError(f"cannot write MIDI take '{self.path}': {e.strerror or e}") from None
 
-    def __enter__(self) -> TakeRecorder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -344,7 +345,7 @@ class EventLog:
         if not self._file.closed:
             self._file.close()
 
-    def __enter__(self) -> EventLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -51,11 +51,11 @@ def render(notes: list[Note], sample_rate: int, tail_s: float = 0.3) -> np.ndarr
     Each note ramps up linearly over 5 ms, decays gently, and fades out with a
     15 ms raised cosine that ends exactly at ``note.end``.
     """
-    length = int(round((max(n.end for n in notes) + tail_s) * sample_rate))
+    length = round((max(n.end for n in notes) + tail_s) * sample_rate)
     out = np.zeros(length)
     for note in notes:
-        first = int(round(note.start * sample_rate))
-        last = int(round(note.end * sample_rate))
+        first = round(note.start * sample_rate)
+        last = round(note.end * sample_rate)
         t = np.arange(last - first) / sample_rate
         f0 = 440.0 * 2.0 ** ((note.midi - 69) / 12.0)
         tone = np.zeros_like(t)
@@ -65,7 +65,7 @@ def render(notes: list[Note], sample_rate: int, tail_s: float = 0.3) -> np.ndarr
                 tone += np.sin(2 * np.pi * k * f0 * t + 0.7 * k * k) / k
         tone /= np.max(np.abs(tone))
         envelope = np.minimum(1.0, t / ATTACK_S) * np.exp(-t / 1.5)
-        release = max(1, int(round(RELEASE_S * sample_rate)))
+        release = max(1, round(RELEASE_S * sample_rate))
         fade = 0.5 * (1 + np.cos(np.pi * np.arange(1, release + 1) / release))
         envelope[-release:] *= fade
         out[first:last] += note.peak * envelope * tone

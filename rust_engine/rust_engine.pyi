@@ -5,14 +5,14 @@ Every analysis runs hop by hop on an internal buffer, so the events do not
 depend on how the audio is split into blocks.
 """
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = ["Analyzer", "EngineConfig", "Event", "LiveBridge", "marking_for_db"]
 
-EventKind = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
+EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
 
 class EngineConfig:
     """The engine's settings, validated as a whole.

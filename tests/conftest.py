@@ -53,6 +53,7 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         timeout=120,
+        check=False,
     )
 
 

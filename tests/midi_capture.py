@@ -71,7 +71,9 @@ def capture(
     cmd = [*prefix, sys.executable, __file__, str(path), "--name", name, "--midi-from", midi_from]
     cmd += [arg for port in to for arg in ("--to", port)]
     cmd += ["--wait-connected"] if wait_connected else []
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+    )
     if result.returncode != 0:
         raise RuntimeError(f"midi_capture failed ({result.returncode}): {result.stderr.strip()}")
     data = json.loads(result.stdout)
@@ -118,7 +120,7 @@ def main() -> int:
     args = p.parse_args()
     try:
         print(json.dumps(_run(args)))
-    except Exception as e:  # the parent test fails with this message
+    except Exception as e:  # noqa: BLE001 - whatever it is, the parent test fails with this message
         print(f"midi_capture: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     return 0

@@ -66,8 +66,9 @@ def missing_binaries() -> list[str]:
 
 def spawn(cmd: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
     """Popen for every process a test starts: text I/O, no stdin, gone when the test run is."""
+    # preexec_fn makes one prctl call in the child: there is no other way to set it before exec.
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        cmd, env=env, stdin=subprocess.DEVNULL, text=True, preexec_fn=die_with_parent, **kwargs
+        cmd, env=env, stdin=subprocess.DEVNULL, text=True, preexec_fn=die_with_parent, **kwargs  # noqa: PLW1509
     )
 
 
@@ -114,12 +115,13 @@ class PrivatePipeWire:
     def _answers(self) -> bool:
         if not (self.runtime_dir / "pipewire-0").exists():
             return False
-        return subprocess.run(["pw-link", "-o"], env=self.env, capture_output=True, timeout=5).returncode == 0
+        listed = subprocess.run(["pw-link", "-o"], env=self.env, capture_output=True, timeout=5, check=False)
+        return listed.returncode == 0
 
     def ports(self, outputs: bool) -> list[str]:
         """JACK names of the graph's output (or input) ports."""
         result = subprocess.run(
-            ["pw-link", "-o" if outputs else "-i"], env=self.env, capture_output=True, text=True, timeout=5
+            ["pw-link", "-o" if outputs else "-i"], env=self.env, capture_output=True, text=True, timeout=5, check=False
         )
         return result.stdout.splitlines()
 

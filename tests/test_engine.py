@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rust_engine import Analyzer, EngineConfig, marking_for_db
 
 import signals

@@ -293,6 +293,6 @@ def test_blocks_of_8192_and_more_and_of_every_small_length():
     reference = run(x, [MAX_BLOCK])
     check_events(reference)
     assert any(e.kind == "note_on" and e.note == 57 for e in reference)
-    assert [key(e) for e in run(x, list(range(0, 301)))] == [key(e) for e in reference]
+    assert [key(e) for e in run(x, list(range(301)))] == [key(e) for e in reference]
     assert [key(e) for e in run(x, [3 * SR])] == [key(e) for e in reference]
     assert [key(e) for e in run(x, [MAX_BLOCK + 1])] == [key(e) for e in reference]

@@ -117,7 +117,7 @@ class Bridge:
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 [*CLI, "run", *args], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                preexec_fn=_sigint_default,
+                preexec_fn=_sigint_default,  # noqa: PLW1509 - one signal() call; Popen has no other way
             )
 
     @property
@@ -300,7 +300,7 @@ def test_snapshots_from_other_threads_survive_the_client_closing(jack_server, mo
         while not done.is_set():
             try:
                 runner.snapshot()
-            except Exception as e:  # any failure here is the finding
+            except Exception as e:  # noqa: BLE001 - any failure here is the finding
                 errors.append(e)
                 return
 
@@ -353,9 +353,11 @@ def test_period_size_changes_while_running_keep_the_output_right(fresh_jack_serv
     try:
         for period in (128, 256, 1024, 128):
             if probe.blocksize != period:
-                done = subprocess.run(["jack_bufsize", str(period)], env=server.env, capture_output=True, text=True)
+                done = subprocess.run(
+                    ["jack_bufsize", str(period)], env=server.env, capture_output=True, text=True, check=False
+                )
                 assert done.returncode == 0, done.stderr
-                wait_until(lambda: probe.blocksize == period, 10, f"the server at {period} frames")
+                wait_until(lambda period=period: probe.blocksize == period, 10, f"the server at {period} frames")
             seq = play_and_capture(players, f"flt-bs-{period}", "flt-bs", melody_audio(MELODY)[0])
             assert ons(seq) == MELODY, (period, seq)
             assert_balanced(seq)
@@ -414,7 +416,9 @@ def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     def mount(name: str, options: str) -> Path:
         where = tmp_path / name
         where.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
         mounted.append(where)

@@ -142,7 +142,7 @@ def test_cli_says_one_line_when_jackd_missing(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(tmp_path), "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "bridge.jackd", "--name", private_server_name("cli")],
-        capture_output=True, text=True, env=env, timeout=30,
+        capture_output=True, text=True, env=env, timeout=30, check=False,
     )
     assert result.returncode == 2
     assert result.stdout == ""
@@ -155,7 +155,7 @@ def test_server_dies_with_the_process_that_started_it() -> None:
     code = (f"import os, signal; from bridge import jackd; "
             f"jackd.start({name!r}, die_with_parent=True); os.kill(os.getpid(), signal.SIGKILL)")
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                   timeout=30)
+                   timeout=30, check=False)
     deadline = time.monotonic() + TIMEOUT_S
     while jackd.is_running(name) and time.monotonic() < deadline:
         time.sleep(0.05)

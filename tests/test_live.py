@@ -11,8 +11,8 @@ import sys
 import time
 
 import mido
-import soundfile as sf
 import pytest
+import soundfile as sf
 from pythonosc.osc_message import OscMessage
 
 from bridge.player import Player

@@ -21,13 +21,12 @@ import pytest
 import soundfile as sf
 from pythonosc.osc_message import OscMessage
 
+from bridge.processes import stop_process
 from conftest import CLI
 from midi_capture import Capture, assert_recovered_after_loss, capture, midi_notes
 from pipewire_server import PrivatePipeWire, missing_binaries, spawn
 from signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
-
-from bridge.processes import stop_process
 
 MISSING = missing_binaries()
 pytestmark = pytest.mark.skipif(

@@ -75,7 +75,7 @@ def installed_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_new_session_from_the_installed_template(installed_template: Path, tmp_path: Path) -> None:
-    listed = subprocess.run([NEW_SESSION, "-L"], capture_output=True, text=True, timeout=120)
+    listed = subprocess.run([NEW_SESSION, "-L"], capture_output=True, text=True, timeout=120, check=False)
     assert f"[TPL] {templates.ARDOUR_TEMPLATE}" in listed.stdout, listed.stdout + listed.stderr
 
     session_dir = tmp_path / "sung"
@@ -85,6 +85,7 @@ def test_new_session_from_the_installed_template(installed_template: Path, tmp_p
         text=True,
         timeout=120,
         stdin=subprocess.DEVNULL,
+        check=False,
     )
     assert made.returncode == 0, made.stdout + made.stderr
     session = ET.parse(session_dir / "sung.ardour").getroot()

@@ -21,15 +21,15 @@ import jack
 import mido
 import numpy as np
 import pytest
-from players import PlayerProcess
+import rust_engine
 from textual.pilot import Pilot
 from textual.widgets import SelectionList, Static
 from textual.widgets._toast import Toast
 
-import rust_engine
 from bridge import config
 from bridge.errors import BridgeError
 from bridge.live import LiveOptions, LiveRunner
+from players import PlayerProcess
 from tui.app import BridgeApp
 from tui.params import PARAMS
 from tui.remote import ControlServer, RemoteSource

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import rust_engine
+
 from bridge import jackd
 from bridge.live import LiveOptions, LiveRunner
 
