@@ -27,17 +27,35 @@ BUILD_INPUTS := pyproject.toml rust_engine/Cargo.toml rust_engine.pyi \
 		-o -name '*.tcss' -o -name 'py.typed' \) 2>/dev/null) \
 	$(shell find daw_templates -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: run test apt-deps install clean
+.PHONY: run test lint rust-components apt-deps install clean
 
 # The main job: a dummy JACK server if none is running, the bundled demo looped into the live
 # bridge, and the TUI (a live log of the notes when there is no terminal). Ctrl-C stops it.
 run: install
 	$(BIN)/daw-bridge run --demo demo/demo.wav --tui
 
-test: install
+test: install lint
 	cargo test --manifest-path rust_engine/Cargo.toml
 	@# pytest exits 5 when it collects no test: not a failure of the code.
 	$(BIN)/pytest tests || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected"; [ $$rc -eq 5 ]; }
+
+# The lint gate, also run by `make test`: ruff and mypy on the Python, stubtest holding
+# rust_engine.pyi to the built module, rustfmt and clippy (every feature, every target) on the Rust.
+lint: install rust-components
+	$(BIN)/ruff check .
+	$(BIN)/mypy bridge tui
+	@# From the repository root stubtest reads the source stub (the root's rust_engine.pyi).
+	$(BIN)/python -m mypy.stubtest rust_engine --allowlist rust_engine/stubtest-allowlist.txt
+	cargo fmt --manifest-path rust_engine/Cargo.toml --check
+	cargo fmt --manifest-path rust_engine/fuzz/Cargo.toml --check
+	@# PyO3's build script asks the venv's Python, as it does under maturin.
+	PYO3_PYTHON=$(CURDIR)/$(BIN)/python cargo clippy --manifest-path rust_engine/Cargo.toml \
+		--all-targets --all-features -- -D warnings
+
+# rustfmt and clippy come with rustup's default profile but not its minimal one.
+rust-components:
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 install: apt-deps $(VENV)/.installed
 

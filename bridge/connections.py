@@ -71,7 +71,8 @@ class PortWatcher:
         for i, source in enumerate(self.sources()):
             target = self._inputs[i % len(self._inputs)]
             try:
-                connected = {p.name for p in self._client.get_all_connections(source)}
+                port = self._client.get_port_by_name(source)
+                connected = {p.name for p in self._client.get_all_connections(port)}
                 if target not in connected:
                     self._client.connect(source, target)
             except jack.JackError as e:
@@ -84,7 +85,8 @@ class PortWatcher:
         pairs = []
         for target in self._inputs:
             try:
-                pairs += [(p.name, target) for p in self._client.get_all_connections(target)]
+                port = self._client.get_port_by_name(target)
+                pairs += [(p.name, target) for p in self._client.get_all_connections(port)]
             except jack.JackError:
                 continue
         return pairs

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     except JackdError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not server.owned:
+    if server.process is None:
         print(f"JACK server '{server.name}' already running ({server.rate} Hz, "
               f"{server.period} frames); leaving it alone")
         return 0
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
           f"log {server.log_path}; Ctrl-C stops it", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        server.process.wait()  # type: ignore[union-attr]  # owned, so process is set
+        server.process.wait()
         print(f"error: jackd exited with status {server.process.returncode}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

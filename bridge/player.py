@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import cast
 
 import jack
 import numpy as np
@@ -53,8 +54,9 @@ class Player:
             self.client = jack.Client(name, no_start_server=True)
         except jack.JackError as e:
             raise BridgeError(f"cannot open JACK client '{name}': {e}") from None
-        self.out = self.client.outports.register("out")
-        self.midi_in = self.client.midi_inports.register("midi_in")
+        # register() gives an OwnPort / OwnMidiPort; the JACK-Client stub says only Port.
+        self.out = cast(jack.OwnPort, self.client.outports.register("out"))
+        self.midi_in = cast(jack.OwnMidiPort, self.client.midi_inports.register("midi_in"))
         self.client.set_process_callback(self._process)
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 # Looked up here, in the parent: the forked child then makes one libc call and loads nothing.
@@ -18,7 +19,7 @@ def die_with_parent() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 5.0) -> None:  # type: ignore[type-arg]
+def stop_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> None:
     """SIGTERM, then SIGKILL if it has not gone within `timeout` s; always reaped."""
     if process.poll() is None:
         process.terminate()

@@ -5,15 +5,17 @@ Every analysis runs hop by hop on an internal buffer, so the events do not
 depend on how the audio is split into blocks.
 """
 
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, Self, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = ["Analyzer", "EngineConfig", "Event", "LiveBridge", "marking_for_db"]
 
-EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
+# Stub-only names start with "_": they do not exist at run time.
+_EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
 
+@final
 class EngineConfig:
     """The engine's settings, validated as a whole.
 
@@ -23,7 +25,7 @@ class EngineConfig:
     >= 20 Hz"``, ``"unknown key 'pitch.foo'"``) for a bad or unknown setting.
     """
 
-    def __init__(self, values: dict[str, Any] | None = None) -> None: ...
+    def __new__(cls, values: dict[str, Any] | None = None) -> Self: ...
     @staticmethod
     def defaults() -> dict[str, Any]:
         """The default settings as a nested dict."""
@@ -34,6 +36,7 @@ class EngineConfig:
     @property
     def hop(self) -> int: ...
 
+@final
 class Event:
     """One analysis result.
 
@@ -43,7 +46,7 @@ class Event:
     not belong to ``kind`` are 0 / False / "".
     """
 
-    kind: EventKind
+    kind: _EventKind
     sample: int
     emit_sample: int
     t: float
@@ -71,6 +74,7 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-lines form documented in the README's event schema."""
 
+@final
 class Analyzer:
     """A streaming analyser for one mono channel.
 
@@ -78,7 +82,7 @@ class Analyzer:
     Rust and releases the GIL while it computes.
     """
 
-    def __init__(self, config: EngineConfig | None = None) -> None: ...
+    def __new__(cls, config: EngineConfig | None = None) -> Self: ...
     @property
     def sample_rate(self) -> int: ...
     @property
@@ -106,6 +110,7 @@ class Analyzer:
         or ``notes.min_confidence``. Raises ``ValueError`` for another key or a
         value out of range."""
 
+@final
 class LiveBridge:
     """A JACK client whose process callback runs one engine per input.
 
@@ -124,15 +129,15 @@ class LiveBridge:
     for bad settings.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         client_name: str = "daw-bridge",
         inputs: int = 1,
         config: EngineConfig | None = None,
         bend_range: float = 0.0,
         owed_note_offs: list[tuple[int, int]] = ...,
         queue_capacity: int = 65536,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def name(self) -> str:
         """The client name the server gave (it may add a suffix)."""

@@ -29,10 +29,8 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < header {
         return;
     }
-    let splits: Vec<usize> = data[2..header]
-        .chunks_exact(2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize % (MAX_BLOCK + 1))
-        .collect();
+    let splits: Vec<usize> =
+        data[2..header].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize % (MAX_BLOCK + 1)).collect();
     let body = &data[header..];
     let samples: Vec<f32> = if data[0] & 0x80 != 0 {
         body.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect()
