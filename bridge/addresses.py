@@ -33,11 +33,6 @@ def input_port(k: int) -> str:
     return f"in_{k}"
 
 
-def input_ports(n_inputs: int) -> list[str]:
-    """The audio input port names of a bridge with ``n_inputs`` inputs."""
-    return [input_port(k) for k in range(1, n_inputs + 1)]
-
-
 @dataclass(frozen=True)
 class OscArg:
     """One argument of an OSC message; ``name`` is also the Event attribute it comes from."""

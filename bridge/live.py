@@ -42,7 +42,6 @@ from bridge.rtmidi_out import RtMidiOut
 
 log = logging.getLogger(__name__)
 
-HISTORY_SECONDS = 10.0
 CONTROL_TIMEOUT_S = 2.0
 """How long a UI request waits for the dispatch thread, which is away while the server is lost."""
 T = TypeVar("T")
@@ -64,7 +63,6 @@ class LiveOptions:
     record_midi: Path | None = None
     events: Path | None = None
     checkpoint_s: float = 10.0
-    engine: dict[str, Any] = field(default_factory=dict)
     poll_ms: float = 5.0
 
 
@@ -499,7 +497,6 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         record_midi=Path(b["record_midi"]) if b["record_midi"] else None,
         events=Path(b["events"]) if b["events"] else None,
         checkpoint_s=float(b["checkpoint_s"]),
-        engine=settings["engine"],
     )
 
 
