@@ -9,9 +9,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages for the live bridge and its tests (jackd -d dummy, libjack for JACK-Client,
-# libsndfile for soundfile, PipeWire and its libjack for the PipeWire test) and for making the venv.
-APT_PACKAGES := jackd2 libjack-jackd2-dev libsndfile1 python3-venv ardour pipewire pipewire-jack
+# Debian packages for the live bridge and the demo (jackd -d dummy, libjack for JACK-Client,
+# libsndfile for soundfile) and for making the venv: all that `make run` installs.
+APT_PACKAGES := jackd2 libjack-jackd2-dev libsndfile1 python3-venv
+# Only for `make test`: headless Ardour 7 for the template test, PipeWire and its libjack for the
+# PipeWire test.
+APT_TEST_PACKAGES := ardour pipewire pipewire-jack
+# User units that pipewire's postinst enables for every user (deb-systemd-helper --user enable);
+# the PipeWire test starts its own server, so `make test` disables them again if it enabled them.
+PIPEWIRE_USER_UNITS := pipewire.service pipewire.socket
 MATURIN := maturin>=1.8,<2
 
 # rustup's cargo is not on every non-login PATH.
@@ -27,14 +33,14 @@ BUILD_INPUTS := pyproject.toml rust_engine/Cargo.toml rust_engine.pyi \
 		-o -name '*.tcss' -o -name 'py.typed' \) 2>/dev/null) \
 	$(shell find daw_templates -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: run test lint rust-components apt-deps install clean
+.PHONY: run test lint rust-components apt-deps apt-test-deps apt-test-packages install clean
 
 # The main job: a dummy JACK server if none is running, the bundled demo looped into the live
 # bridge, and the TUI (a live log of the notes when there is no terminal). Ctrl-C stops it.
 run: install
 	$(BIN)/daw-bridge run --demo demo/demo.wav --tui
 
-test: install lint
+test: install apt-test-deps lint
 	cargo test --manifest-path rust_engine/Cargo.toml
 	@# pytest exits 5 when it collects no test: not a failure of the code.
 	$(BIN)/pytest tests || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected"; [ $$rc -eq 5 ]; }
@@ -59,9 +65,10 @@ rust-components:
 
 install: apt-deps $(VENV)/.installed
 
-apt-deps:
+# $(call apt_install,PACKAGES): installs those of PACKAGES that are missing.
+define apt_install
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(1); do \
 		[ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -69,6 +76,29 @@ apt-deps:
 		$(SUDO) apt-get update -q; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+apt-deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+# When this target is what installs pipewire, it disables the units pipewire's postinst enabled
+# (`systemctl --global` edits the links in /etc/systemd/user and needs no running systemd); the
+# postinst re-enables only units that deb-systemd-helper's state says were enabled, so upgrades
+# leave them off too. An existing pipewire (a desktop that uses it) is left as it is.
+apt-test-deps:
+	@fresh="$$([ "$$(dpkg-query -W -f='$${db:Status-Status}' pipewire 2>/dev/null)" = installed ] || echo yes)"; \
+	$(MAKE) --no-print-directory apt-test-packages; \
+	if [ -n "$$fresh" ]; then \
+		for u in $(PIPEWIRE_USER_UNITS); do \
+			if systemctl --global --quiet is-enabled $$u 2>/dev/null; then \
+				echo "disabling $$u for all users (enabled by pipewire's postinst)"; \
+				$(SUDO) systemctl --global disable $$u; \
+			fi; \
+		done; \
+	fi
+
+apt-test-packages:
+	$(call apt_install,$(APT_TEST_PACKAGES))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
