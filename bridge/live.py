@@ -39,6 +39,7 @@ from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
 from bridge.recorder import EventLog, RecordingError, TakeRecorder, check_output_dir
 from bridge.rtmidi_out import RtMidiOut
+from bridge.state import InputState, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -66,62 +67,6 @@ class LiveOptions:
     checkpoint_s: float = 10.0
     engine: dict[str, Any] = field(default_factory=dict)
     poll_ms: float = 5.0
-
-
-@dataclass
-class InputState:
-    """What the UI shows for one input."""
-
-    hz: float = 0.0
-    midi: float = 0.0
-    confidence: float = 0.0
-    voiced: bool = False
-    db: float = -120.0
-    peak_db: float = -120.0
-    envelope_db: float = -120.0
-    marking: str = "ppp"
-    note: int | None = None
-    onsets: int = 0
-    onset_times: deque[float] = field(default_factory=lambda: deque(maxlen=64))
-    last_onset: float = -1.0
-    history: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=4000))
-    notes: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=16))
-
-    def onset_rate(self, now: float) -> float:
-        """Onsets per second over the last 5 s of stream time."""
-        return sum(1 for t in self.onset_times if now - t <= 5.0) / 5.0
-
-    def copy(self) -> InputState:
-        return replace(
-            self,
-            onset_times=deque(self.onset_times, maxlen=64),
-            history=deque(self.history, maxlen=4000),
-            notes=deque(self.notes, maxlen=16),
-        )
-
-
-@dataclass
-class Snapshot:
-    """A consistent copy of the bridge's state, for the TUI and the status log."""
-
-    inputs: list[InputState]
-    stream_time: float
-    server: str
-    client: str
-    sample_rate: int
-    block_size: int
-    dsp_load: float
-    xruns: int
-    dropped_events: int
-    latency_ms: float | None
-    connections: list[tuple[str, str]]
-    osc: dict[str, Any]
-    osc_enabled: bool
-    midi_enabled: bool
-    recording: str | None
-    params: dict[str, float]
-    status: str
-    connected: bool
 
 
 class LiveRunner:
@@ -511,15 +456,17 @@ def run(
     options: LiveOptions,
     engine: dict[str, Any],
     *,
-    tui: bool = False,
+    ui: Callable[[LiveRunner], bool] | None = None,
     demo: Path | None = None,
     duration: float | None = None,
     control_port: int | None = None,
-    config_path: Path | None = None,
 ) -> int:
     """`daw-bridge run`: runs until Ctrl-C, SIGTERM or `duration`, then closes
     every note and file. With `demo`, starts a dummy JACK server if none runs
-    and loops that recording into the bridge."""
+    and loops that recording into the bridge. `ui`, when given, runs a user
+    interface on the runner in this thread until the user quits, and says
+    whether it ended cleanly; the caller chooses it, so nothing here depends
+    on a UI."""
     try:
         config = rust_engine.EngineConfig(engine)
     except ValueError as e:
@@ -541,7 +488,7 @@ def run(
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
         if control_port is not None:
             # Bound before the client opens: a bad or busy port fails before anything is live.
-            from tui.remote import ControlServer
+            from bridge.control import ControlServer
 
             control = ControlServer(runner, port=control_port)
         runner.start()
@@ -550,14 +497,10 @@ def run(
         print(f"daw-bridge: {snapshot.status} on JACK server '{snapshot.server}'", file=sys.stderr)
         if demo is not None:
             player = _start_demo_player(demo, snapshot.client, options.inputs)
-        if tui and sys.stdin.isatty() and sys.stdout.isatty():
-            from tui.app import BridgeApp
-
+        if ui is not None:
             notes = runner.on_notes
             runner.on_notes = None
-            app = BridgeApp(runner, config_path=config_path)
-            app.run()
-            if app.return_code:
+            if not ui(runner):
                 # A crashed UI must not take the MIDI and OSC output down with it.
                 print("daw-bridge: the TUI stopped with an error; the bridge goes on (Ctrl-C stops it)", file=sys.stderr)
                 runner.on_notes = notes

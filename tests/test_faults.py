@@ -768,7 +768,7 @@ def test_control_server_counts_what_it_refuses(jack_server, monkeypatch):
     import rust_engine
 
     from bridge.live import LiveOptions, LiveRunner
-    from tui.remote import ControlServer
+    from bridge.control import ControlServer
 
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     runner = LiveRunner(LiveOptions(client_name="flt-count"), rust_engine.EngineConfig({}))
