@@ -6,7 +6,9 @@ calls the runner's `snapshot()` and control methods, which copy state under a
 short lock or queue work to the dispatch thread, so a slow, frozen or hostile
 client costs one server thread and never the audio. Every request is checked
 (operation in an allow-list, argument types and ranges); a bad one is counted,
-answered with an error and otherwise ignored.
+answered with an error and otherwise ignored. A whole request line must arrive
+within a deadline, so clients that trickle bytes cannot hold the few
+connection slots.
 
 The client side (`tui.remote.RemoteSource`) has the same methods as the
 runner, so the TUI works unchanged on either.
@@ -35,6 +37,7 @@ import re
 import socket
 import socketserver
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +51,9 @@ DEFAULT_PORT = 9911
 MAX_REQUEST = 8192
 """Longest request line in bytes; every valid request is far shorter."""
 MAX_CLIENTS = 8
+REQUEST_DEADLINE_S = 10.0
+"""A whole request line must arrive within this of the connection opening or of the
+previous reply (a TUI asks several times a second); a slower client is dropped."""
 HISTORY_POINTS = 600
 """Pitch history points sent per input: the piano roll has fewer columns than that."""
 _PORT_NAME_MAX = 320  # JACK's full port name limit (client + ':' + port)
@@ -108,6 +114,19 @@ def _bool(req: dict[str, Any], name: str) -> bool:
     return value
 
 
+def _number(req: dict[str, Any], name: str) -> float:
+    value = req.get(name)
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError
+        number = float(value)  # OverflowError for an integer beyond any float
+    except (TypeError, OverflowError):
+        raise BadRequest(f"'{name}' must be a finite number") from None
+    if not math.isfinite(number):
+        raise BadRequest(f"'{name}' must be a finite number")
+    return number
+
+
 def _text(req: dict[str, Any], name: str, limit: int) -> str:
     value = req.get(name)
     if not isinstance(value, str) or not value or len(value) > limit or "\0" in value:
@@ -143,7 +162,12 @@ class ControlServer:
     """
 
     def __init__(
-        self, runner: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, take_dir: Path | None = None
+        self,
+        runner: Any,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        take_dir: Path | None = None,
+        deadline_s: float = REQUEST_DEADLINE_S,
     ) -> None:
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -155,6 +179,7 @@ class ControlServer:
             raise BridgeError(f"control port must be 0..65535, got {port}")
         self.runner = runner
         self.take_dir = (take_dir or Path.cwd()).resolve()
+        self.deadline_s = deadline_s
         self.requests = 0
         self.rejected = 0
         self._count_lock = threading.Lock()
@@ -171,15 +196,15 @@ class ControlServer:
         }
         server = self
 
-        class Handler(socketserver.StreamRequestHandler):
-            timeout = 60.0  # an idle client is dropped and frees its slot
-
+        class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
+                sock: socket.socket = self.request
+                sock.settimeout(server.deadline_s)
                 if not server._clients.acquire(blocking=False):
-                    self.wfile.write(b'{"ok": false, "error": "too many clients"}\n')
+                    sock.sendall(b'{"ok": false, "error": "too many clients"}\n')
                     return
                 try:
-                    server._serve(self.rfile, self.wfile)
+                    server._serve(sock)
                 finally:
                     server._clients.release()
 
@@ -189,6 +214,7 @@ class ControlServer:
             address_family = family
             allow_reuse_address = True
             daemon_threads = True
+            request_queue_size = 64  # a burst of connections is accepted, not left half-open
 
         try:
             self._server = Server((host, port), Handler)
@@ -209,18 +235,14 @@ class ControlServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _serve(self, rfile: Any, wfile: Any) -> None:
-        while True:
-            try:
-                line = rfile.readline(MAX_REQUEST + 1)
-            except OSError:
-                return
-            if not line:
-                return
+    def _serve(self, sock: socket.socket) -> None:
+        lines = _RequestLines(sock, self.deadline_s)
+        while (line := lines.next()) is not None:
             too_long = len(line) > MAX_REQUEST and not line.endswith(b"\n")
             reply = self._reject("request too long") if too_long else self.handle(line)
             try:
-                wfile.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
+                sock.settimeout(self.deadline_s)  # a client that reads no replies is dropped too
+                sock.sendall(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
             except OSError:
                 return
             if too_long:
@@ -263,7 +285,7 @@ class ControlServer:
         key = req.get("key")
         if not isinstance(key, str) or key not in PARAMS:
             raise BadRequest(f"'key' must be one of: {', '.join(PARAMS)}")
-        self.runner.set_param(key, PARAMS[key].check(req.get("value")))
+        self.runner.set_param(key, PARAMS[key].check(_number(req, "value")))
 
     def _set_midi_enabled(self, req: dict[str, Any]) -> None:
         _args(req, {"enabled"})
@@ -294,3 +316,35 @@ class ControlServer:
     def _audio_outputs(self, req: dict[str, Any]) -> list[str]:
         _args(req, set())
         return list(self.runner.audio_outputs())
+
+
+class _RequestLines:
+    """Request lines from a client socket, each within a deadline of the last."""
+
+    def __init__(self, sock: socket.socket, deadline_s: float) -> None:
+        self._sock, self._deadline_s = sock, deadline_s
+        self._buf = bytearray()
+        self._eof = False
+
+    def next(self) -> bytes | None:
+        """The next line with its newline (the last may lack it; one longer than
+        MAX_REQUEST comes as its first MAX_REQUEST + 1 bytes), or None when the
+        client has closed, failed, or missed the deadline."""
+        deadline = time.monotonic() + self._deadline_s
+        while True:
+            end = self._buf.find(b"\n", 0, MAX_REQUEST + 1)
+            if end >= 0 or len(self._buf) > MAX_REQUEST or (self._eof and self._buf):
+                size = end + 1 if end >= 0 else min(len(self._buf), MAX_REQUEST + 1)
+                line = bytes(self._buf[:size])
+                del self._buf[:size]
+                return line
+            left = deadline - time.monotonic()
+            if self._eof or left <= 0:
+                return None
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(65536)
+            except OSError:  # a timeout included
+                return None
+            self._eof = not chunk
+            self._buf += chunk

@@ -5,8 +5,9 @@ inputs, runs the engines and writes JACK MIDI, and never blocks. Everything
 else happens here, on one dispatch thread that polls the callback's event ring
 every few milliseconds: OSC bundles, the MIDI take and event log, rtmidi
 output, the state the TUI shows, and recovery when the server goes away.
-Controls from the UI reach the dispatch thread through a queue, so only that
-thread ever touches the JACK client. That includes the LiveBridge object itself:
+Controls from the UI reach the dispatch thread as wanted settings that it
+passes on (a burst of requests merges into the latest value of each) and as
+questions on a bounded queue, so only that thread ever touches the JACK client. That includes the LiveBridge object itself:
 its close() runs without the GIL while holding the object's exclusive borrow, and
 any other call on it meanwhile (even reading `name`) raises RuntimeError.
 """
@@ -43,9 +44,10 @@ from bridge.state import InputState, Snapshot
 
 log = logging.getLogger(__name__)
 
-HISTORY_SECONDS = 10.0
 CONTROL_TIMEOUT_S = 2.0
 """How long a UI request waits for the dispatch thread, which is away while the server is lost."""
+QUESTIONS_MAX = 32
+"""Questions (port lists, connections) waiting for the dispatch thread; more are refused."""
 T = TypeVar("T")
 
 
@@ -76,10 +78,12 @@ class LiveRunner:
         self.options = options
         self._config = config
         self._server = jackd.default_server_name()
-        self._controls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._questions: queue.Queue[Callable[[], None]] = queue.Queue(QUESTIONS_MAX)
         self._lock = threading.Lock()  # guards the UI-visible state only
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failure: str | None = None
+        """Why the dispatch thread stopped on its own (a bug): the bridge must not run on without it."""
         self._bridge: rust_engine.LiveBridge | None = None
         # The open client's name and rate, copied for other threads (see the module docstring).
         self._client_name = options.client_name
@@ -102,6 +106,9 @@ class LiveRunner:
             "notes.silence_db": c["notes"]["silence_db"],
             "notes.min_confidence": c["notes"]["min_confidence"],
         }
+        # What the open client was last sent: the dispatch thread sends what differs.
+        self._sent_params: dict[str, float] = {}
+        self._sent_midi: bool | None = None
         self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
         self._rtmidi = (
             RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
@@ -137,9 +144,8 @@ class LiveRunner:
             )
         except (RuntimeError, ValueError) as e:
             raise BridgeError(str(e)) from None
-        for key, value in self._params.items():
-            bridge.set_param(key, value)
-        bridge.set_midi_enabled(self._midi_enabled)
+        self._sent_params, self._sent_midi = {}, None
+        self._send_settings(bridge)
         self._opened_at = time.time()
         inputs = [f"{bridge.name}:{addresses.input_port(k)}" for k in range(1, self.options.inputs + 1)]
         try:
@@ -158,8 +164,10 @@ class LiveRunner:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._bridge is not None:
-            self._dispatch(self._bridge.close())
+            events = self._bridge.close()  # the callback's last note-offs go out on JACK MIDI
             self._bridge = None
+            if self.failure is None:  # else the dispatch path itself is broken: the sinks close below
+                self._dispatch(events)
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
@@ -181,8 +189,12 @@ class LiveRunner:
     # -- controls (any thread) ---------------------------------------------
 
     def control(self, action: Callable[[], None]) -> None:
-        """Runs `action` on the dispatch thread, the only one that touches the client."""
-        self._controls.put(action)
+        """Runs `action` on the dispatch thread, the only one that touches the client;
+        BridgeError when too many are waiting already (the thread is away or stuck)."""
+        try:
+            self._questions.put_nowait(action)
+        except queue.Full:
+            raise BridgeError("the bridge is busy; try again") from None
 
     def set_param(self, key: str, value: float) -> None:
         if key not in self._params:
@@ -195,12 +207,11 @@ class LiveRunner:
             rust_engine.EngineConfig(settings)
         except ValueError as e:
             raise BridgeError(str(e)) from None
-        self._params[key] = value
-        self.control(lambda: self._bridge.set_param(key, value) if self._bridge else None)
+        with self._lock:
+            self._params[key] = value  # the dispatch thread passes it on
 
     def set_midi_enabled(self, enabled: bool) -> None:
-        self._midi_enabled = enabled
-        self.control(lambda: self._bridge.set_midi_enabled(enabled) if self._bridge else None)
+        self._midi_enabled = enabled  # the dispatch thread passes it on
 
     def set_osc_enabled(self, enabled: bool) -> None:
         self._osc_enabled = enabled
@@ -242,7 +253,7 @@ class LiveRunner:
                 return
             try:
                 answer.set_result(question(self._watcher))
-            except BridgeError as e:
+            except Exception as e:  # the asker's problem, never the dispatch thread's
                 answer.set_exception(e)
 
         self.control(ask)
@@ -291,13 +302,27 @@ class LiveRunner:
     # -- dispatch thread -------------------------------------------------------
 
     def _dispatch_loop(self) -> None:
+        try:
+            self._dispatch_until_stopped()
+        except BaseException as e:
+            # A bug: without this thread nothing reaches the files, OSC or the UI.
+            self.failure = f"the dispatch thread stopped: {type(e).__name__}: {e}"
+            with self._lock:
+                self._status = self.failure
+            raise  # threading.excepthook prints the traceback
+
+    def _dispatch_until_stopped(self) -> None:
         last_stats = last_checkpoint = 0.0
         while not self._stop.wait(self.options.poll_ms / 1000):
-            while not self._controls.empty():
-                self._controls.get()()
+            while True:
+                try:
+                    self._questions.get_nowait()()
+                except queue.Empty:
+                    break
             bridge = self._bridge
             if bridge is None:
                 continue
+            self._send_settings(bridge)
             events = bridge.poll()
             self._dispatch(events)
             if not events and self._osc is not None and self._osc_enabled:
@@ -315,6 +340,24 @@ class LiveRunner:
                 self._checkpoint(self._take)
             if bridge.server_lost:
                 self._recover()
+
+    def _send_settings(self, bridge: rust_engine.LiveBridge) -> None:
+        """Passes the latest wanted settings on to the process callback, one message
+        per changed setting. A full control ring (a callback that does not run, e.g.
+        a stopped server) is no error: what is not sent now is sent next time."""
+        with self._lock:
+            wanted = dict(self._params)
+        midi = self._midi_enabled
+        try:
+            for key, value in wanted.items():
+                if self._sent_params.get(key) != value:
+                    bridge.set_param(key, value)
+                    self._sent_params[key] = value
+            if self._sent_midi != midi:
+                bridge.set_midi_enabled(midi)
+                self._sent_midi = midi
+        except RuntimeError:
+            pass  # the control ring is full
 
     def _checkpoint(self, take: TakeRecorder) -> None:
         """Saves the take so far; a failure (a full disk) is reported once and
@@ -511,17 +554,22 @@ def run(
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if control is not None:
-            control.close()
-        if player is not None:
-            processes.stop_process(player)
-        if runner is not None:
-            runner.stop()
-            _drain_lines(lines)
-            if started:
-                print(f"daw-bridge: stopped; {runner.snapshot().xruns} xruns", file=sys.stderr)
-        if server is not None and server.owned:
-            server.stop()
+        try:
+            if control is not None:
+                control.close()
+            if player is not None:
+                processes.stop_process(player)
+            if runner is not None:
+                runner.stop()
+                _drain_lines(lines)
+                if started:
+                    print(f"daw-bridge: stopped; {runner.snapshot().xruns} xruns", file=sys.stderr)
+        finally:
+            if server is not None and server.owned:
+                server.stop()
+    if runner is not None and runner.failure is not None:
+        print(f"daw-bridge: error: {runner.failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -556,6 +604,8 @@ def _live_log(runner: LiveRunner, lines: queue.SimpleQueue[str], duration: float
     while end is None or time.monotonic() < end:
         time.sleep(0.05)
         _drain_lines(lines)
+        if runner.failure is not None:
+            return  # run() reports it
         now = runner.snapshot().status
         if now != status:
             status = now

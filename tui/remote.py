@@ -17,12 +17,17 @@ from bridge.control import DEFAULT_PORT, snapshot_from_json
 from bridge.errors import BridgeError
 from bridge.state import Snapshot
 
+MAX_REPLY = 64 * 1024 * 1024
+"""Longest reply line read; a snapshot of 64 inputs is about a megabyte."""
+
 
 class RemoteSource:
     """The runner's snapshot and controls, over a ControlServer's socket.
 
-    Errors (no server, a refused request) are BridgeErrors, as the runner's own.
-    The connection is reopened on the next call after it breaks.
+    Errors (no server, a refused request, a port where something else answers)
+    are BridgeErrors, as the runner's own. The connection is reopened on the next
+    call after it breaks, and once at once when a kept connection turns out closed
+    (the server drops clients that stay quiet past its deadline).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, timeout: float = 2.0) -> None:
@@ -35,20 +40,38 @@ class RemoteSource:
         line = json.dumps({"op": op, **args}).encode() + b"\n"
         with self._lock:
             try:
-                if self._sock is None:
-                    self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-                    self._rfile = self._sock.makefile("rb")
-                self._sock.sendall(line)
-                reply = self._rfile.readline()
-                if not reply:
-                    raise ConnectionResetError("connection closed")
-            except OSError as e:
+                reply = self._exchange(line)
+            except OSError:
+                # A kept connection the server has dropped since: one fresh try.
                 self._drop()
-                raise BridgeError(f"no daw-bridge control server at {self.host}:{self.port} ({e.strerror or e})") from None
-        data = json.loads(reply)
-        if not data.get("ok"):
+                try:
+                    reply = self._exchange(line)
+                except OSError as e:
+                    self._drop()
+                    raise BridgeError(f"no daw-bridge control server at {self.host}:{self.port} ({e.strerror or e})") from None
+        try:
+            data = json.loads(reply)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+            self.close()
+            raise self._not_a_bridge(f"it answered {reply[:40]!r}")
+        if not data["ok"]:
             raise BridgeError(str(data.get("error", "request refused")))
         return data.get("result")
+
+    def _exchange(self, line: bytes) -> bytes:
+        if self._sock is None:
+            self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            self._rfile = self._sock.makefile("rb")
+        self._sock.sendall(line)
+        reply: bytes = self._rfile.readline(MAX_REPLY)
+        if not reply:
+            raise ConnectionResetError("connection closed")
+        return reply
+
+    def _not_a_bridge(self, detail: str) -> BridgeError:
+        return BridgeError(f"{self.host}:{self.port} is not a daw-bridge control port ({detail})")
 
     def _drop(self) -> None:
         if self._sock is not None:
@@ -61,7 +84,11 @@ class RemoteSource:
             self._drop()
 
     def snapshot(self) -> Snapshot:
-        return snapshot_from_json(self._call("snapshot"))
+        data = self._call("snapshot")
+        try:
+            return snapshot_from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise self._not_a_bridge(f"an unreadable snapshot: {type(e).__name__} {e}") from None
 
     def set_param(self, key: str, value: float) -> None:
         self._call("set_param", key=key, value=value)
