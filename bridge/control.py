@@ -33,6 +33,7 @@ import dataclasses
 import ipaddress
 import json
 import math
+import os
 import re
 import socket
 import socketserver
@@ -139,14 +140,11 @@ _TAKE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.mid")
 
 def _take_path(req: dict[str, Any], take_dir: Path) -> Path:
     """Nothing from the network is used as a path: only a plain file name, placed in the
-    directory the server was given."""
+    directory the server was given (the runner creates it there, exclusively)."""
     name = _text(req, "name", 104)
     if not _TAKE_NAME.fullmatch(name):
         raise BadRequest("'name' must be a plain file name ending in .mid (letters, digits, . _ -)")
-    path = take_dir / name
-    if path.exists():
-        raise BadRequest(f"'{name}' exists already; a remote take never overwrites a file")
-    return path
+    return take_dir / name
 
 
 def _args(req: dict[str, Any], allowed: set[str]) -> None:
@@ -179,6 +177,11 @@ class ControlServer:
             raise BridgeError(f"control port must be 0..65535, got {port}")
         self.runner = runner
         self.take_dir = (take_dir or Path.cwd()).resolve()
+        # Opened once: takes go into this directory even if its path is swapped for a link later.
+        try:
+            self._take_dir_fd = os.open(self.take_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise BridgeError(f"cannot use '{self.take_dir}' for takes: {e.strerror or e}") from None
         self.deadline_s = deadline_s
         self.requests = 0
         self.rejected = 0
@@ -219,6 +222,7 @@ class ControlServer:
         try:
             self._server = Server((host, port), Handler)
         except OSError as e:
+            os.close(self._take_dir_fd)
             raise BridgeError(f"cannot open the control port {host}:{port}: {e.strerror or e}") from None
         self.host, self.port = host, self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="daw-bridge-control", daemon=True)
@@ -228,6 +232,7 @@ class ControlServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=2)
+        os.close(self._take_dir_fd)
 
     def __enter__(self) -> Self:
         return self
@@ -297,7 +302,7 @@ class ControlServer:
 
     def _start_recording(self, req: dict[str, Any]) -> None:
         _args(req, {"name"})
-        self.runner.start_recording(_take_path(req, self.take_dir))
+        self.runner.start_recording(_take_path(req, self.take_dir), dir_fd=self._take_dir_fd)
 
     def _stop_recording(self, req: dict[str, Any]) -> None:
         _args(req, set())

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +38,7 @@ from bridge import addresses, jackd, processes
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
-from bridge.recorder import EventLog, RecordingError, TakeRecorder, check_output_dir
+from bridge.recorder import EventLog, RecordingError, TakeRecorder, TakeSnapshot, open_directory
 from bridge.rtmidi_out import RtMidiOut
 from bridge.state import InputState, Snapshot
 
@@ -114,7 +114,16 @@ class LiveRunner:
             RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
         )
         self._take: TakeRecorder | None = None
+        # A take asked for (a recorder) or stopped (None), for the dispatch thread to swap in.
+        self._take_request: tuple[TakeRecorder | None] | None = None
+        # Takes are written off the dispatch thread, one write at a time, in order.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="daw-bridge-takes")
+        self._saving: Future[None] | None = None
         self._checkpoint_failed = False
+        # Files this run writes or is about to: no take may be created over them.
+        self._in_use = {_file_key(p) for p in (options.record_midi, options.events) if p is not None}
+        if options.record_midi and options.events and len(self._in_use) == 1:
+            raise BridgeError(f"--record-midi and --events name the same file '{options.events}'")
         self._log = EventLog(options.events, options.inputs) if options.events else None
         self.on_notes: Callable[[int, str, int, int, float], None] | None = None
 
@@ -178,9 +187,15 @@ class LiveRunner:
             self._rtmidi.close()
         if self._log is not None:
             self._log.close()
-        if self._take is not None:
-            take, self._take = self._take, None
-            take.close(self._stream_time)  # RecordingError reaches the caller: the take stops at its checkpoint
+        with self._lock:
+            request, self._take_request = self._take_request, None
+        if request is not None and request[0] is not None:
+            request[0].close()  # asked for, never started: it stays an empty take
+        take, self._take = self._take, None
+        last = take.finish(self._stream_time) if take is not None else None
+        self._writer.shutdown(wait=True)  # checkpoints and ended takes still being written
+        if take is not None and last is not None:
+            take.save(last)  # RecordingError reaches the caller: the take stops at its checkpoint
 
     @property
     def running(self) -> bool:
@@ -216,29 +231,37 @@ class LiveRunner:
     def set_osc_enabled(self, enabled: bool) -> None:
         self._osc_enabled = enabled
 
-    def start_recording(self, path: Path) -> None:
-        """Starts a new MIDI take at `path` (a take in progress is closed first)."""
-        check_output_dir(Path(os.path.realpath(path)))  # a bad path fails now, in the caller's thread
-        self.options.record_midi = path
+    def start_recording(self, path: Path, dir_fd: int | None = None) -> None:
+        """Starts a new MIDI take (a take in progress is ended first): `path.name` in
+        the open directory `dir_fd`, else in `path`'s directory.
 
-        def swap() -> None:
-            self._close_take()
-            self._take = TakeRecorder(path, self.options.inputs, start_t=self._stream_time)
-            self._take_started = time.time()
-
-        self.control(swap)
+        The file is created here, in the caller's thread, exclusively and never
+        through a link: never over an existing file, nor under a name this run
+        writes or is about to (its own take, its event log, another take);
+        RecordingError says why not.
+        """
+        directory = open_directory(path.parent) if dir_fd is None else dir_fd
+        try:
+            stat = os.fstat(directory)
+            key = (stat.st_dev, stat.st_ino, path.name)
+            with self._lock:
+                if key in self._in_use:
+                    raise RecordingError(f"'{path.name}' is in use by this bridge (its take, event log or another take)")
+                self._in_use.add(key)
+            take = TakeRecorder(path, self.options.inputs, start_t=self._stream_time, dir_fd=directory)
+        finally:
+            if dir_fd is None:
+                os.close(directory)
+        self._request_take(take)
 
     def stop_recording(self) -> None:
-        self.control(self._close_take)
+        self._request_take(None)
 
-    def _close_take(self) -> None:
-        if self._take is None:
-            return
-        take, self._take = self._take, None
-        try:
-            take.close(self._stream_time)
-        except BridgeError as e:
-            self._status = str(e)
+    def _request_take(self, take: TakeRecorder | None) -> None:
+        with self._lock:
+            replaced, self._take_request = self._take_request, (take,)
+        if replaced is not None and replaced[0] is not None:
+            replaced[0].close()  # asked for and at once replaced: it stays an empty take
 
     def _ask(self, question: Callable[[PortWatcher], T], timeout: float = CONTROL_TIMEOUT_S) -> T:
         """Runs `question` with the port watcher on the dispatch thread, which may
@@ -293,7 +316,7 @@ class LiveRunner:
                 osc=self._osc.stats() if self._osc else {},
                 osc_enabled=self._osc_enabled,
                 midi_enabled=self._midi_enabled,
-                recording=str(self.options.record_midi) if self._take else None,
+                recording=str(take.path) if (take := self._take) is not None else None,
                 params=dict(self._params),
                 status=self._status,
                 connected=connected,
@@ -319,6 +342,7 @@ class LiveRunner:
                     self._questions.get_nowait()()
                 except queue.Empty:
                     break
+            self._swap_take()
             bridge = self._bridge
             if bridge is None:
                 continue
@@ -359,11 +383,40 @@ class LiveRunner:
         except RuntimeError:
             pass  # the control ring is full
 
+    def _swap_take(self) -> None:
+        """Carries out the latest start or stop of a take asked for."""
+        with self._lock:
+            request, self._take_request = self._take_request, None
+        if request is None:
+            return
+        ended, self._take = self._take, request[0]
+        self._take_started = time.time()
+        if ended is not None and (last := ended.finish(self._stream_time)) is not None:
+            self._writer.submit(self._save_ended, ended, last)
+
+    def _save_ended(self, take: TakeRecorder, last: TakeSnapshot) -> None:
+        """On the writer thread: the last write of a take that was stopped or replaced."""
+        try:
+            take.save(last)
+        except RecordingError as e:
+            with self._lock:
+                self._status = str(e)
+            log.warning("%s", e)
+
     def _checkpoint(self, take: TakeRecorder) -> None:
-        """Saves the take so far; a failure (a full disk) is reported once and
+        """Hands the take so far to the writer thread, unless it is still writing
+        the previous one (then the next interval tries again)."""
+        if self._saving is not None and not self._saving.done():
+            return
+        snapshot = take.snapshot()
+        if snapshot is not None:
+            self._saving = self._writer.submit(self._save_checkpoint, take, snapshot)
+
+    def _save_checkpoint(self, take: TakeRecorder, snapshot: TakeSnapshot) -> None:
+        """On the writer thread. A failure (a full disk) is reported once and
         recording goes on in memory, in case space comes back by the end."""
         try:
-            take.checkpoint()
+            take.save(snapshot)
         except RecordingError as e:
             if not self._checkpoint_failed:
                 self._checkpoint_failed = True
@@ -471,6 +524,16 @@ class LiveRunner:
             return
 
 
+def _file_key(path: Path) -> tuple[int, int, str] | str:
+    """Names one directory entry however it is spelled (links, '..' and relative paths)."""
+    real = Path(os.path.realpath(path))
+    try:
+        stat = os.stat(real.parent)
+    except OSError:
+        return str(real)  # its directory is missing: opening it fails with a clear message
+    return (stat.st_dev, stat.st_ino, real.name)
+
+
 def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
     """LiveOptions from checked config settings (bridge.config.load plus flags)."""
     b, o = settings["bridge"], settings["osc"]
@@ -489,6 +552,10 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         checkpoint_s=float(b["checkpoint_s"]),
         engine=settings["engine"],
     )
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop `run()` in order, besides SIGINT (Python's KeyboardInterrupt)."""
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:
@@ -514,7 +581,9 @@ def run(
         config = rust_engine.EngineConfig(engine)
     except ValueError as e:
         raise BridgeError(f"engine.{e}") from None
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGHUP (the terminal closed) stops the bridge as SIGTERM and Ctrl-C do: every note closed.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
     server: jackd.JackServer | None = None
     player: subprocess.Popen[bytes] | None = None
     runner: LiveRunner | None = None
@@ -553,7 +622,8 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
         try:
             if control is not None:
                 control.close()
@@ -582,6 +652,7 @@ def _start_demo_player(audio: Path, client: str, inputs: int) -> subprocess.Pope
     return subprocess.Popen(
         [sys.executable, "-m", "bridge.player", str(audio), "--name", f"{client}-demo", "--loop", *ports],
         stdin=subprocess.DEVNULL,
+        preexec_fn=processes.die_with_parent,  # also when the bridge is SIGKILLed; started from the main thread
     )
 
 
