@@ -86,7 +86,7 @@ def test_controls_while_the_server_is_stopped_are_kept_not_fatal(fresh_jack_serv
         os.kill(jackd_pid, signal.SIGSTOP)
         try:
             for k in range(300):
-                value = round(0.01 + 0.001 * (k % 50), 3)
+                value = round(0.02 + 0.001 * ((k + 1) % 50), 3)  # ends on the default, 0.02
                 reply = _ask(f, b'{"op":"set_param","key":"onset.delta","value":%r}' % value)
                 assert reply["ok"], reply
                 reply = _ask(f, b'{"op":"set_midi_enabled","enabled":true}')
@@ -94,7 +94,8 @@ def test_controls_while_the_server_is_stopped_are_kept_not_fatal(fresh_jack_serv
             time.sleep(0.5)  # the dispatch thread tries to pass them on meanwhile
         finally:
             os.kill(jackd_pid, signal.SIGCONT)
-        assert _ask(f, b'{"op":"snapshot"}')["result"]["params"]["onset.delta"] == value
+        assert _ask(f, b'{"op":"snapshot"}')["result"]["params"]["onset.delta"] == value == 0.02
+        wait_until(lambda: _ask(f, b'{"op":"snapshot"}')["result"]["connected"], 20, "the client", bridge.report)
     seq = play_and_capture(players, "ctl-stop-daw", "ctl-stop", melody_audio(MELODY)[0])
     assert ons(seq) == MELODY
     wait_until(lambda: _logged_note_ons(log) == MELODY, 10, "the melody in the event log", bridge.report)
