@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 from signals import melody_audio
 from test_faults import (  # noqa: F401 - fixtures
     MELODY,
