@@ -207,14 +207,21 @@ def _run_live(args: argparse.Namespace) -> int:
             flag = "--" + attr.replace("_", "-")
             config.set_value(settings, key, str(value) if isinstance(value, Path) else value, label=flag)
     options = live.options_from_settings(settings)
+    ui = None
+    if args.tui and sys.stdin.isatty() and sys.stdout.isatty():
+        # The composition root: the one place where the bridge meets its UI.
+        from tui.cli import run_on
+
+        def ui(runner: live.LiveRunner) -> bool:
+            return run_on(runner, args.config)
+
     return live.run(
         options,
         settings["engine"],
-        tui=args.tui,
+        ui=ui,
         demo=args.demo,
         duration=args.duration,
         control_port=args.control_port,
-        config_path=args.config,
     )
 
 

@@ -16,6 +16,7 @@ import threading
 import jack
 
 from bridge.errors import BridgeError
+from bridge.portmatch import PortMatcher
 
 POLL_S = 0.25
 """How often the graph is checked: a port that appears is connected within this."""
@@ -41,7 +42,10 @@ class PortWatcher:
 
     def __init__(self, inputs: list[str], pattern: str | None, client_name: str = "daw-bridge-graph") -> None:
         self._inputs = inputs
-        self._pattern = compile_pattern(pattern) if pattern else None
+        if pattern:
+            compile_pattern(pattern)  # a bad one fails here, in the caller's thread
+        # Matched in a child process, each port name once: see bridge.portmatch.
+        self._matcher = PortMatcher(pattern) if pattern else None
         self._client = jack.Client(client_name, no_start_server=True)
         self._stop = threading.Event()
         self.last_error: str | None = None
@@ -51,7 +55,7 @@ class PortWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self._pattern is not None:
+            if self._matcher is not None:
                 try:
                     self.connect_matching()
                 except jack.JackError as e:
@@ -60,11 +64,11 @@ class PortWatcher:
 
     def sources(self) -> list[str]:
         """Names of the audio outputs that match the pattern, in name order."""
-        if self._pattern is None:
+        if self._matcher is None:
             return []
         ports = self._client.get_ports(is_audio=True, is_output=True)
         own = {p.split(":", 1)[0] for p in self._inputs}
-        return sorted(p.name for p in ports if self._pattern.search(p.name) and p.name.split(":", 1)[0] not in own)
+        return sorted(p.name for p in ports if p.name.split(":", 1)[0] not in own and self._matcher.matches(p.name))
 
     def connect_matching(self) -> None:
         """Makes every planned connection that is missing."""
@@ -113,6 +117,8 @@ class PortWatcher:
     def close(self) -> None:
         self._stop.set()
         self._worker.join(timeout=2)
+        if self._matcher is not None:
+            self._matcher.close()
         try:
             self._client.deactivate()
             self._client.close()

@@ -157,7 +157,10 @@ class JackServer:
 
     def _free_slot(self, timeout: float) -> None:
         with open(os.devnull, "wb") as devnull:
-            process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=devnull, stderr=devnull)
+            process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=devnull, stderr=devnull,
+                preexec_fn=processes.die_with_parent,
+            )
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline and not is_running(self.name):
             time.sleep(0.05)

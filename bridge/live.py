@@ -5,8 +5,9 @@ inputs, runs the engines and writes JACK MIDI, and never blocks. Everything
 else happens here, on one dispatch thread that polls the callback's event ring
 every few milliseconds: OSC bundles, the MIDI take and event log, rtmidi
 output, the state the TUI shows, and recovery when the server goes away.
-Controls from the UI reach the dispatch thread through a queue, so only that
-thread ever touches the JACK client. That includes the LiveBridge object itself:
+Controls from the UI reach the dispatch thread as wanted settings that it
+passes on (a burst of requests merges into the latest value of each) and as
+questions on a bounded queue, so only that thread ever touches the JACK client. That includes the LiveBridge object itself:
 its close() runs without the GIL while holding the object's exclusive borrow, and
 any other call on it meanwhile (even reading `name`) raises RuntimeError.
 """
@@ -25,9 +26,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,13 +38,16 @@ from bridge import addresses, jackd, processes
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
-from bridge.recorder import EventLog, RecordingError, TakeRecorder, check_output_dir
+from bridge.recorder import EventLog, RecordingError, TakeRecorder, TakeSnapshot, open_directory
 from bridge.rtmidi_out import RtMidiOut
+from bridge.state import InputState, Snapshot
 
 log = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT_S = 2.0
 """How long a UI request waits for the dispatch thread, which is away while the server is lost."""
+QUESTIONS_MAX = 32
+"""Questions (port lists, connections) waiting for the dispatch thread; more are refused."""
 T = TypeVar("T")
 
 
@@ -66,62 +70,6 @@ class LiveOptions:
     poll_ms: float = 5.0
 
 
-@dataclass
-class InputState:
-    """What the UI shows for one input."""
-
-    hz: float = 0.0
-    midi: float = 0.0
-    confidence: float = 0.0
-    voiced: bool = False
-    db: float = -120.0
-    peak_db: float = -120.0
-    envelope_db: float = -120.0
-    marking: str = "ppp"
-    note: int | None = None
-    onsets: int = 0
-    onset_times: deque[float] = field(default_factory=lambda: deque(maxlen=64))
-    last_onset: float = -1.0
-    history: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=4000))
-    notes: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=16))
-
-    def onset_rate(self, now: float) -> float:
-        """Onsets per second over the last 5 s of stream time."""
-        return sum(1 for t in self.onset_times if now - t <= 5.0) / 5.0
-
-    def copy(self) -> InputState:
-        return replace(
-            self,
-            onset_times=deque(self.onset_times, maxlen=64),
-            history=deque(self.history, maxlen=4000),
-            notes=deque(self.notes, maxlen=16),
-        )
-
-
-@dataclass
-class Snapshot:
-    """A consistent copy of the bridge's state, for the TUI and the status log."""
-
-    inputs: list[InputState]
-    stream_time: float
-    server: str
-    client: str
-    sample_rate: int
-    block_size: int
-    dsp_load: float
-    xruns: int
-    dropped_events: int
-    latency_ms: float | None
-    connections: list[tuple[str, str]]
-    osc: dict[str, Any]
-    osc_enabled: bool
-    midi_enabled: bool
-    recording: str | None
-    params: dict[str, float]
-    status: str
-    connected: bool
-
-
 class LiveRunner:
     """Opens the JACK client, keeps it connected and fed, and survives server loss."""
 
@@ -129,10 +77,12 @@ class LiveRunner:
         self.options = options
         self._config = config
         self._server = jackd.default_server_name()
-        self._controls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._questions: queue.Queue[Callable[[], None]] = queue.Queue(QUESTIONS_MAX)
         self._lock = threading.Lock()  # guards the UI-visible state only
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failure: str | None = None
+        """Why the dispatch thread stopped on its own (a bug): the bridge must not run on without it."""
         self._bridge: rust_engine.LiveBridge | None = None
         # The open client's name and rate, copied for other threads (see the module docstring).
         self._client_name = options.client_name
@@ -155,12 +105,24 @@ class LiveRunner:
             "notes.silence_db": c["notes"]["silence_db"],
             "notes.min_confidence": c["notes"]["min_confidence"],
         }
+        # What the open client was last sent: the dispatch thread sends what differs.
+        self._sent_params: dict[str, float] = {}
+        self._sent_midi: bool | None = None
         self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
         self._rtmidi = (
             RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
         )
         self._take: TakeRecorder | None = None
+        # A take asked for (a recorder) or stopped (None), for the dispatch thread to swap in.
+        self._take_request: tuple[TakeRecorder | None] | None = None
+        # Takes are written off the dispatch thread, one write at a time, in order.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="daw-bridge-takes")
+        self._saving: Future[None] | None = None
         self._checkpoint_failed = False
+        # Files this run writes or is about to: no take may be created over them.
+        self._in_use = {_file_key(p) for p in (options.record_midi, options.events) if p is not None}
+        if options.record_midi and options.events and len(self._in_use) == 1:
+            raise BridgeError(f"--record-midi and --events name the same file '{options.events}'")
         self._log = EventLog(options.events, options.inputs) if options.events else None
         self.on_notes: Callable[[int, str, int, int, float], None] | None = None
 
@@ -190,9 +152,8 @@ class LiveRunner:
             )
         except (RuntimeError, ValueError) as e:
             raise BridgeError(str(e)) from None
-        for key, value in self._params.items():
-            bridge.set_param(key, value)
-        bridge.set_midi_enabled(self._midi_enabled)
+        self._sent_params, self._sent_midi = {}, None
+        self._send_settings(bridge)
         self._opened_at = time.time()
         inputs = [f"{bridge.name}:{addresses.input_port(k)}" for k in range(1, self.options.inputs + 1)]
         try:
@@ -211,8 +172,10 @@ class LiveRunner:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._bridge is not None:
-            self._dispatch(self._bridge.close())
+            events = self._bridge.close()  # the callback's last note-offs go out on JACK MIDI
             self._bridge = None
+            if self.failure is None:  # else the dispatch path itself is broken: the sinks close below
+                self._dispatch(events)
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
@@ -223,9 +186,15 @@ class LiveRunner:
             self._rtmidi.close()
         if self._log is not None:
             self._log.close()
-        if self._take is not None:
-            take, self._take = self._take, None
-            take.close(self._stream_time)  # RecordingError reaches the caller: the take stops at its checkpoint
+        with self._lock:
+            request, self._take_request = self._take_request, None
+        if request is not None and request[0] is not None:
+            request[0].close()  # asked for, never started: it stays an empty take
+        take, self._take = self._take, None
+        last = take.finish(self._stream_time) if take is not None else None
+        self._writer.shutdown(wait=True)  # checkpoints and ended takes still being written
+        if take is not None and last is not None:
+            take.save(last)  # RecordingError reaches the caller: the take stops at its checkpoint
 
     @property
     def running(self) -> bool:
@@ -234,8 +203,12 @@ class LiveRunner:
     # -- controls (any thread) ---------------------------------------------
 
     def control(self, action: Callable[[], None]) -> None:
-        """Runs `action` on the dispatch thread, the only one that touches the client."""
-        self._controls.put(action)
+        """Runs `action` on the dispatch thread, the only one that touches the client;
+        BridgeError when too many are waiting already (the thread is away or stuck)."""
+        try:
+            self._questions.put_nowait(action)
+        except queue.Full:
+            raise BridgeError("the bridge is busy; try again") from None
 
     def set_param(self, key: str, value: float) -> None:
         if key not in self._params:
@@ -248,39 +221,46 @@ class LiveRunner:
             rust_engine.EngineConfig(settings)
         except ValueError as e:
             raise BridgeError(str(e)) from None
-        self._params[key] = value
-        self.control(lambda: self._bridge.set_param(key, value) if self._bridge else None)
+        with self._lock:
+            self._params[key] = value  # the dispatch thread passes it on
 
     def set_midi_enabled(self, enabled: bool) -> None:
-        self._midi_enabled = enabled
-        self.control(lambda: self._bridge.set_midi_enabled(enabled) if self._bridge else None)
+        self._midi_enabled = enabled  # the dispatch thread passes it on
 
     def set_osc_enabled(self, enabled: bool) -> None:
         self._osc_enabled = enabled
 
-    def start_recording(self, path: Path) -> None:
-        """Starts a new MIDI take at `path` (a take in progress is closed first)."""
-        check_output_dir(Path(os.path.realpath(path)))  # a bad path fails now, in the caller's thread
-        self.options.record_midi = path
+    def start_recording(self, path: Path, dir_fd: int | None = None) -> None:
+        """Starts a new MIDI take (a take in progress is ended first): `path.name` in
+        the open directory `dir_fd`, else in `path`'s directory.
 
-        def swap() -> None:
-            self._close_take()
-            self._take = TakeRecorder(path, self.options.inputs, start_t=self._stream_time)
-            self._take_started = time.time()
-
-        self.control(swap)
+        The file is created here, in the caller's thread, exclusively and never
+        through a link: never over an existing file, nor under a name this run
+        writes or is about to (its own take, its event log, another take);
+        RecordingError says why not.
+        """
+        directory = open_directory(path.parent) if dir_fd is None else dir_fd
+        try:
+            stat = os.fstat(directory)
+            key = (stat.st_dev, stat.st_ino, path.name)
+            with self._lock:
+                if key in self._in_use:
+                    raise RecordingError(f"'{path.name}' is in use by this bridge (its take, event log or another take)")
+                self._in_use.add(key)
+            take = TakeRecorder(path, self.options.inputs, start_t=self._stream_time, dir_fd=directory)
+        finally:
+            if dir_fd is None:
+                os.close(directory)
+        self._request_take(take)
 
     def stop_recording(self) -> None:
-        self.control(self._close_take)
+        self._request_take(None)
 
-    def _close_take(self) -> None:
-        if self._take is None:
-            return
-        take, self._take = self._take, None
-        try:
-            take.close(self._stream_time)
-        except BridgeError as e:
-            self._status = str(e)
+    def _request_take(self, take: TakeRecorder | None) -> None:
+        with self._lock:
+            replaced, self._take_request = self._take_request, (take,)
+        if replaced is not None and replaced[0] is not None:
+            replaced[0].close()  # asked for and at once replaced: it stays an empty take
 
     def _ask(self, question: Callable[[PortWatcher], T], timeout: float = CONTROL_TIMEOUT_S) -> T:
         """Runs `question` with the port watcher on the dispatch thread, which may
@@ -295,7 +275,7 @@ class LiveRunner:
                 return
             try:
                 answer.set_result(question(self._watcher))
-            except BridgeError as e:
+            except Exception as e:  # the asker's problem, never the dispatch thread's
                 answer.set_exception(e)
 
         self.control(ask)
@@ -335,7 +315,7 @@ class LiveRunner:
                 osc=self._osc.stats() if self._osc else {},
                 osc_enabled=self._osc_enabled,
                 midi_enabled=self._midi_enabled,
-                recording=str(self.options.record_midi) if self._take else None,
+                recording=str(take.path) if (take := self._take) is not None else None,
                 params=dict(self._params),
                 status=self._status,
                 connected=connected,
@@ -344,13 +324,28 @@ class LiveRunner:
     # -- dispatch thread -------------------------------------------------------
 
     def _dispatch_loop(self) -> None:
+        try:
+            self._dispatch_until_stopped()
+        except BaseException as e:
+            # A bug: without this thread nothing reaches the files, OSC or the UI.
+            self.failure = f"the dispatch thread stopped: {type(e).__name__}: {e}"
+            with self._lock:
+                self._status = self.failure
+            raise  # threading.excepthook prints the traceback
+
+    def _dispatch_until_stopped(self) -> None:
         last_stats = last_checkpoint = 0.0
         while not self._stop.wait(self.options.poll_ms / 1000):
-            while not self._controls.empty():
-                self._controls.get()()
+            while True:
+                try:
+                    self._questions.get_nowait()()
+                except queue.Empty:
+                    break
+            self._swap_take()
             bridge = self._bridge
             if bridge is None:
                 continue
+            self._send_settings(bridge)
             events = bridge.poll()
             self._dispatch(events)
             if not events and self._osc is not None and self._osc_enabled:
@@ -369,11 +364,58 @@ class LiveRunner:
             if bridge.server_lost:
                 self._recover()
 
+    def _send_settings(self, bridge: rust_engine.LiveBridge) -> None:
+        """Passes the latest wanted settings on to the process callback, one message
+        per changed setting. A full control ring (a callback that does not run, e.g.
+        a stopped server) is no error: what is not sent now is sent next time."""
+        with self._lock:
+            wanted = dict(self._params)
+        midi = self._midi_enabled
+        try:
+            for key, value in wanted.items():
+                if self._sent_params.get(key) != value:
+                    bridge.set_param(key, value)
+                    self._sent_params[key] = value
+            if self._sent_midi != midi:
+                bridge.set_midi_enabled(midi)
+                self._sent_midi = midi
+        except RuntimeError:
+            pass  # the control ring is full
+
+    def _swap_take(self) -> None:
+        """Carries out the latest start or stop of a take asked for."""
+        with self._lock:
+            request, self._take_request = self._take_request, None
+        if request is None:
+            return
+        ended, self._take = self._take, request[0]
+        self._take_started = time.time()
+        if ended is not None and (last := ended.finish(self._stream_time)) is not None:
+            self._writer.submit(self._save_ended, ended, last)
+
+    def _save_ended(self, take: TakeRecorder, last: TakeSnapshot) -> None:
+        """On the writer thread: the last write of a take that was stopped or replaced."""
+        try:
+            take.save(last)
+        except RecordingError as e:
+            with self._lock:
+                self._status = str(e)
+            log.warning("%s", e)
+
     def _checkpoint(self, take: TakeRecorder) -> None:
-        """Saves the take so far; a failure (a full disk) is reported once and
+        """Hands the take so far to the writer thread, unless it is still writing
+        the previous one (then the next interval tries again)."""
+        if self._saving is not None and not self._saving.done():
+            return
+        snapshot = take.snapshot()
+        if snapshot is not None:
+            self._saving = self._writer.submit(self._save_checkpoint, take, snapshot)
+
+    def _save_checkpoint(self, take: TakeRecorder, snapshot: TakeSnapshot) -> None:
+        """On the writer thread. A failure (a full disk) is reported once and
         recording goes on in memory, in case space comes back by the end."""
         try:
-            take.checkpoint()
+            take.save(snapshot)
         except RecordingError as e:
             if not self._checkpoint_failed:
                 self._checkpoint_failed = True
@@ -481,6 +523,16 @@ class LiveRunner:
             return
 
 
+def _file_key(path: Path) -> tuple[int, int, str] | str:
+    """Names one directory entry however it is spelled (links, '..' and relative paths)."""
+    real = Path(os.path.realpath(path))
+    try:
+        stat = os.stat(real.parent)
+    except OSError:
+        return str(real)  # its directory is missing: opening it fails with a clear message
+    return (stat.st_dev, stat.st_ino, real.name)
+
+
 def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
     """LiveOptions from checked config settings (bridge.config.load plus flags)."""
     b, o = settings["bridge"], settings["osc"]
@@ -500,6 +552,10 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
     )
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop `run()` in order, besides SIGINT (Python's KeyboardInterrupt)."""
+
+
 def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -508,20 +564,24 @@ def run(
     options: LiveOptions,
     engine: dict[str, Any],
     *,
-    tui: bool = False,
+    ui: Callable[[LiveRunner], bool] | None = None,
     demo: Path | None = None,
     duration: float | None = None,
     control_port: int | None = None,
-    config_path: Path | None = None,
 ) -> int:
     """`daw-bridge run`: runs until Ctrl-C, SIGTERM or `duration`, then closes
     every note and file. With `demo`, starts a dummy JACK server if none runs
-    and loops that recording into the bridge."""
+    and loops that recording into the bridge. `ui`, when given, runs a user
+    interface on the runner in this thread until the user quits, and says
+    whether it ended cleanly; the caller chooses it, so nothing here depends
+    on a UI."""
     try:
         config = rust_engine.EngineConfig(engine)
     except ValueError as e:
         raise BridgeError(f"engine.{e}") from None
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGHUP (the terminal closed) stops the bridge as SIGTERM and Ctrl-C do: every note closed.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
     server: jackd.JackServer | None = None
     player: subprocess.Popen[bytes] | None = None
     runner: LiveRunner | None = None
@@ -538,7 +598,7 @@ def run(
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
         if control_port is not None:
             # Bound before the client opens: a bad or busy port fails before anything is live.
-            from tui.remote import ControlServer
+            from bridge.control import ControlServer
 
             control = ControlServer(runner, port=control_port)
         runner.start()
@@ -547,14 +607,10 @@ def run(
         print(f"daw-bridge: {snapshot.status} on JACK server '{snapshot.server}'", file=sys.stderr)
         if demo is not None:
             player = _start_demo_player(demo, snapshot.client, options.inputs)
-        if tui and sys.stdin.isatty() and sys.stdout.isatty():
-            from tui.app import BridgeApp
-
+        if ui is not None:
             notes = runner.on_notes
             runner.on_notes = None
-            app = BridgeApp(runner, config_path=config_path)
-            app.run()
-            if app.return_code:
+            if not ui(runner):
                 # A crashed UI must not take the MIDI and OSC output down with it.
                 print("daw-bridge: the TUI stopped with an error; the bridge goes on (Ctrl-C stops it)", file=sys.stderr)
                 runner.on_notes = notes
@@ -564,18 +620,24 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if control is not None:
-            control.close()
-        if player is not None:
-            processes.stop_process(player)
-        if runner is not None:
-            runner.stop()
-            _drain_lines(lines)
-            if started:
-                print(f"daw-bridge: stopped; {runner.snapshot().xruns} xruns", file=sys.stderr)
-        if server is not None and server.owned:
-            server.stop()
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        try:
+            if control is not None:
+                control.close()
+            if player is not None:
+                processes.stop_process(player)
+            if runner is not None:
+                runner.stop()
+                _drain_lines(lines)
+                if started:
+                    print(f"daw-bridge: stopped; {runner.snapshot().xruns} xruns", file=sys.stderr)
+        finally:
+            if server is not None and server.owned:
+                server.stop()
+    if runner is not None and runner.failure is not None:
+        print(f"daw-bridge: error: {runner.failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -588,6 +650,7 @@ def _start_demo_player(audio: Path, client: str, inputs: int) -> subprocess.Pope
     return subprocess.Popen(
         [sys.executable, "-m", "bridge.player", str(audio), "--name", f"{client}-demo", "--loop", *ports],
         stdin=subprocess.DEVNULL,
+        preexec_fn=processes.die_with_parent,  # also when the bridge is SIGKILLed; started from the main thread
     )
 
 
@@ -610,6 +673,8 @@ def _live_log(runner: LiveRunner, lines: queue.SimpleQueue[str], duration: float
     while end is None or time.monotonic() < end:
         time.sleep(0.05)
         _drain_lines(lines)
+        if runner.failure is not None:
+            return  # run() reports it
         now = runner.snapshot().status
         if now != status:
             status = now

@@ -4,7 +4,7 @@
 plays the "DAW" with bridge.player.Player (audio out, MIDI in, frame times)
 and kills, restarts and reconfigures the server under it. Also here: bad
 configuration, unwritable and full disks (a tmpfs the test mounts; we run as
-root), a refusing OSC target, and the network listener (tui/remote.py's
+root), a refusing OSC target, and the network listener (bridge/control.py's
 ControlServer): loopback only, malformed requests refused and counted.
 """
 
@@ -772,7 +772,7 @@ def test_control_server_counts_what_it_refuses(jack_server, monkeypatch):
     import rust_engine
 
     from bridge.live import LiveOptions, LiveRunner
-    from tui.remote import ControlServer
+    from bridge.control import ControlServer
 
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     runner = LiveRunner(LiveOptions(client_name="flt-count"), rust_engine.EngineConfig({}))

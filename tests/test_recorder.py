@@ -13,16 +13,19 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import mido
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rust_engine import Analyzer, EngineConfig, Event
 
 from bridge.recorder import EventLog, RecordingError, TakeRecorder
@@ -440,3 +443,151 @@ def test_sigkill_mid_take_leaves_no_partial_midi(tmp_path: Path) -> None:
     records = [json.loads(line) for line in text.splitlines()]
     assert sum(r["type"] == "note_on" for r in records) >= 20
     assert os.path.getsize(jsonl) == len(text.encode())
+
+
+# -- checkpoints that cost what is new, not the whole take (issue 12) -------------------------
+
+
+class NoteEvent(NamedTuple):
+    """The fields of an Event the take reads: lets a test choose any timing."""
+
+    kind: str
+    t: float
+    note: int
+    velocity: int = 100
+    input: int = 1
+
+
+@st.composite
+def take_script(draw: st.DrawFn) -> list[tuple[str, Any]]:
+    """Steps for two recorders: ("events", [...]), ("checkpoint", None), ("stream", take_t).
+
+    Each input plays one note at a time, as the engine does; gaps may be zero (a
+    re-strike at the same tick), notes may be retracted (a note-off at its own
+    start), and a new stream may be placed before the old one ended."""
+    steps: list[tuple[str, Any]] = []
+    clock = {1: 0.0, 2: 0.0}
+    for _ in range(draw(st.integers(1, 40))):
+        action = draw(st.sampled_from(["note", "note", "note", "checkpoint", "stream"]))
+        if action == "checkpoint":
+            steps.append(("checkpoint", None))
+        elif action == "stream":
+            take_t = draw(st.floats(0.0, 3.0))
+            steps.append(("stream", take_t))
+            clock = {1: 0.0, 2: 0.0}
+        else:
+            k = draw(st.sampled_from([1, 2]))
+            note = draw(st.integers(60, 63))
+            start = clock[k] + draw(st.sampled_from([0.0, 0.0005, 0.01, 0.3]))
+            end = start + draw(st.sampled_from([0.0, 0.0004, 0.002, 0.2, 1.5]))
+            clock[k] = end
+            on, off = NoteEvent("note_on", start, note, 90, k), NoteEvent("note_off", end, note, 0, k)
+            if draw(st.booleans()):
+                steps += [("events", [on]), ("checkpoint", None), ("events", [off])]
+            else:
+                steps.append(("events", [on, off]))
+    return steps
+
+
+@settings(max_examples=300, deadline=None)
+@given(take_script())
+def test_checkpoints_never_change_the_take(script: list[tuple[str, Any]]) -> None:
+    """Incremental encoding is exact: a take written with checkpoints anywhere is
+    byte for byte the take written once at the end, and every checkpoint on the way
+    is a valid file whose every note-on has its note-off."""
+    with tempfile.TemporaryDirectory() as work:
+        stepped, whole = TakeRecorder(Path(work) / "a.mid", 2), TakeRecorder(Path(work) / "b.mid", 2)
+        for action, arg in script:
+            if action == "events":
+                stepped.add(arg)
+                whole.add(arg)
+            elif action == "stream":
+                stepped.begin_stream(arg)
+                whole.begin_stream(arg)
+            else:
+                stepped.checkpoint()
+                if (Path(work) / "a.mid").exists():
+                    read_notes(Path(work) / "a.mid")
+        stepped.close()
+        whole.close()
+        assert (Path(work) / "a.mid").read_bytes() == (Path(work) / "b.mid").read_bytes()
+        read_notes(Path(work) / "b.mid")
+
+
+def test_a_checkpoint_encodes_only_the_new_notes(tmp_path: Path) -> None:
+    """What a checkpoint costs: the notes since the last one, not the take so far."""
+    take = TakeRecorder(tmp_path / "long.mid")
+    t = 0.0
+    for _ in range(2000):
+        take.add([NoteEvent("note_on", t, 60), NoteEvent("note_off", t + 0.1, 60)])
+        t += 0.2
+    take.checkpoint()
+    take.add([NoteEvent("note_on", t, 62), NoteEvent("note_off", t + 0.1, 62)])
+    take.add([NoteEvent("note_on", t + 0.2, 64)])
+    snapshot = take.snapshot()
+    assert snapshot is not None
+    assert len(take._tracks[0]._tail) <= 2  # the 2000 earlier notes are encoded for good
+    take.save(snapshot)
+    notes = read_notes(tmp_path / "long.mid")["in_1"]
+    assert len(notes) == 2002 and notes[-1][1] == 64
+    take.close()
+
+
+# -- links and names: a take is created where it is asked for, or not at all (issue 12) ------
+
+
+def test_a_take_in_a_directory_is_never_written_through_a_link(tmp_path: Path) -> None:
+    """A remote take (`dir_fd`): a dangling link, a link to a file, an existing
+    file: each refused, and nothing is written anywhere."""
+    takes, elsewhere = tmp_path / "takes", tmp_path / "elsewhere"
+    takes.mkdir()
+    elsewhere.mkdir()
+    victim = elsewhere / "victim.txt"
+    victim.write_text("precious")
+    (takes / "dangling.mid").symlink_to(elsewhere / "created.mid")
+    (takes / "to-file.mid").symlink_to(victim)
+    (takes / "there.mid").write_text("old take")
+    directory = os.open(takes, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in ("dangling.mid", "to-file.mid", "there.mid"):
+            with pytest.raises(RecordingError, match="exists already"):
+                TakeRecorder(takes / name, dir_fd=directory)
+        assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.txt"]
+        assert victim.read_text() == "precious" and (takes / "there.mid").read_text() == "old take"
+        # A new name: created at once, as an empty take that reserves the name.
+        take = TakeRecorder(takes / "new.mid", dir_fd=directory)
+        assert read_notes(takes / "new.mid") == {"in_1": []}
+        with pytest.raises(RecordingError, match="exists already"):
+            TakeRecorder(takes / "new.mid", dir_fd=directory)
+    finally:
+        os.close(directory)
+    take.add([NoteEvent("note_on", 0.1, 60), NoteEvent("note_off", 0.5, 60)])
+    take.close()
+    assert [n[1] for n in read_notes(takes / "new.mid")["in_1"]] == [60]
+
+
+def test_a_link_swapped_in_during_the_take_is_replaced_not_followed(tmp_path: Path) -> None:
+    """Between checkpoints, the take is replaced by a link to another file, and the
+    take directory itself by a link to another directory: the checkpoints and the
+    final file go on into the directory opened at the start, replacing the link."""
+    takes, elsewhere = tmp_path / "takes", tmp_path / "elsewhere"
+    takes.mkdir()
+    elsewhere.mkdir()
+    victim = elsewhere / "victim.mid"
+    victim.write_text("precious")
+    take = TakeRecorder(takes / "take.mid")
+    take.add([NoteEvent("note_on", 0.1, 60), NoteEvent("note_off", 0.5, 60)])
+    take.checkpoint()
+    (takes / "take.mid").unlink()
+    (takes / "take.mid").symlink_to(victim)
+    take.add([NoteEvent("note_on", 0.6, 62), NoteEvent("note_off", 0.9, 62)])
+    take.checkpoint()
+    assert victim.read_text() == "precious"
+    assert not (takes / "take.mid").is_symlink()
+    moved = tmp_path / "takes-moved"
+    takes.rename(moved)
+    takes.symlink_to(elsewhere)
+    take.add([NoteEvent("note_on", 1.0, 64), NoteEvent("note_off", 1.2, 64)])
+    take.close()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.mid"] and victim.read_text() == "precious"
+    assert [n[1] for n in read_notes(moved / "take.mid")["in_1"]] == [60, 62, 64]

@@ -31,8 +31,9 @@ from bridge.errors import BridgeError
 from bridge.live import LiveOptions, LiveRunner
 from players import PlayerProcess
 from tui.app import BridgeApp
-from tui.params import PARAMS
-from tui.remote import ControlServer, RemoteSource
+from bridge.params import PARAMS
+from bridge.control import ControlServer
+from tui.remote import RemoteSource
 from tui.screens import HelpScreen, PortsScreen
 
 SIZE = (80, 24)

@@ -14,7 +14,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from bridge.live import InputState, Snapshot
+from bridge.state import InputState, Snapshot
 from bridge.osc_out import TargetStats
 from tui.app import BridgeApp
 

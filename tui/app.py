@@ -25,8 +25,8 @@ from textual.widgets import Footer, Static
 
 from bridge.analyze import note_name
 from bridge.errors import BridgeError
-from bridge.live import Snapshot
-from tui.params import PARAMS
+from bridge.params import PARAMS
+from bridge.state import Snapshot
 from tui.screens import HelpScreen, PortsScreen
 from tui.settings import save_params
 from tui.widgets import Meter, OnsetLamp, PianoRoll, Tuner

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bridge.control import DEFAULT_PORT
 from bridge.errors import BridgeError
-from tui.remote import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from bridge.live import LiveRunner
 
 
 def _port(text: str) -> int:
@@ -61,3 +64,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         source.close()
     return 0
+
+
+def run_on(runner: LiveRunner, config_path: Path | None) -> bool:
+    """Runs the TUI on a runner in this process until the user quits (`daw-bridge run
+    --tui`); False when the UI stopped with an error."""
+    from tui.app import BridgeApp
+
+    app = BridgeApp(runner, config_path=config_path)
+    app.run()
+    return not app.return_code

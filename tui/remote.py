@@ -1,306 +1,33 @@
-"""The local control channel: `daw-bridge tui` attached to a running bridge.
+"""The control port, client side: `daw-bridge tui` attached to a running bridge.
 
-The bridge process runs a `ControlServer`: a TCP server on 127.0.0.1 that
-answers newline-delimited JSON requests, one JSON reply line each. It only
-calls the runner's `snapshot()` and control methods, which copy state under a
-short lock or queue work to the dispatch thread, so a slow, frozen or hostile
-client costs one server thread and never the audio. Every request is checked
-(operation in an allow-list, argument types and ranges); a bad one is counted,
-answered with an error and otherwise ignored.
-
-`RemoteSource` is the client side with the same methods as the runner, so the
+`RemoteSource` speaks the newline-delimited JSON protocol of
+`bridge.control.ControlServer` and has the same methods as the runner, so the
 TUI works unchanged on either.
-
-Requests and replies::
-
-    {"op": "snapshot"}                                    -> {"ok": true, "result": {...}}
-    {"op": "set_param", "key": "onset.delta", "value": 0.02}
-    {"op": "set_midi_enabled", "enabled": false}
-    {"op": "set_osc_enabled", "enabled": true}
-    {"op": "start_recording", "name": "take-1.mid"}       (a file name only: the take goes
-                                                           into the server's take directory)
-    {"op": "stop_recording"}
-    {"op": "connect", "source": "ardour:out_1", "input": 1, "connected": true}
-    {"op": "audio_outputs"}                               -> {"ok": true, "result": ["..."]}
-    anything wrong                                        -> {"ok": false, "error": "..."}
 """
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 import json
-import math
-import re
 import socket
-import socketserver
 import threading
-from collections import deque
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
+from bridge.control import DEFAULT_PORT, snapshot_from_json
 from bridge.errors import BridgeError
-from bridge.live import InputState, Snapshot
-from tui.params import PARAMS
+from bridge.state import Snapshot
 
-DEFAULT_PORT = 9911
-MAX_REQUEST = 8192
-"""Longest request line in bytes; every valid request is far shorter."""
-MAX_CLIENTS = 8
-HISTORY_POINTS = 600
-"""Pitch history points sent per input: the piano roll has fewer columns than that."""
-_PORT_NAME_MAX = 320  # JACK's full port name limit (client + ':' + port)
-
-
-# -- snapshot codec -------------------------------------------------------------
-
-
-def _thin(history: deque[tuple[float, float | None]], now: float) -> list[tuple[float, float | None]]:
-    recent = [(t, m) for t, m in history if now - t <= 10.0]
-    step = max(1, math.ceil(len(recent) / HISTORY_POINTS))
-    return [(round(t, 4), None if m is None else round(m, 3)) for t, m in recent[::step]]
-
-
-def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
-    """A JSON-able dict of `snap`, with the pitch history thinned for the wire."""
-    out = {f.name: getattr(snap, f.name) for f in dataclasses.fields(snap) if f.name not in ("inputs", "osc")}
-    out["inputs"] = [
-        {
-            **{f.name: getattr(s, f.name) for f in dataclasses.fields(s)},
-            "onset_times": list(s.onset_times),
-            "history": _thin(s.history, snap.stream_time),
-            "notes": list(s.notes),
-        }
-        for s in snap.inputs
-    ]
-    out["osc"] = {
-        target: dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) and not isinstance(stats, type) else dict(stats)
-        for target, stats in snap.osc.items()
-    }
-    return out
-
-
-def snapshot_from_json(data: dict[str, Any]) -> Snapshot:
-    """The Snapshot that `snapshot_to_json` encoded (OSC stats stay dicts)."""
-    inputs = []
-    for d in data["inputs"]:
-        d = dict(d)
-        d["onset_times"] = deque(d["onset_times"], maxlen=64)
-        d["history"] = deque((tuple(p) for p in d["history"]), maxlen=4000)
-        d["notes"] = deque((tuple(n) for n in d["notes"]), maxlen=16)
-        inputs.append(InputState(**d))
-    fields = {**data, "inputs": inputs, "connections": [tuple(c) for c in data["connections"]]}
-    return Snapshot(**fields)
-
-
-# -- request checking -------------------------------------------------------------
-
-
-class BadRequest(Exception):
-    """A request that is not one the server accepts: rejected, counted, answered."""
-
-
-def _bool(req: dict[str, Any], name: str) -> bool:
-    value = req.get(name)
-    if not isinstance(value, bool):
-        raise BadRequest(f"'{name}' must be true or false")
-    return value
-
-
-def _text(req: dict[str, Any], name: str, limit: int) -> str:
-    value = req.get(name)
-    if not isinstance(value, str) or not value or len(value) > limit or "\0" in value:
-        raise BadRequest(f"'{name}' must be a non-empty string of at most {limit} characters")
-    return value
-
-
-_TAKE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.mid")
-
-
-def _take_path(req: dict[str, Any], take_dir: Path) -> Path:
-    """Nothing from the network is used as a path: only a plain file name, placed in the
-    directory the server was given."""
-    name = _text(req, "name", 104)
-    if not _TAKE_NAME.fullmatch(name):
-        raise BadRequest("'name' must be a plain file name ending in .mid (letters, digits, . _ -)")
-    path = take_dir / name
-    if path.exists():
-        raise BadRequest(f"'{name}' exists already; a remote take never overwrites a file")
-    return path
-
-
-def _args(req: dict[str, Any], allowed: set[str]) -> None:
-    extra = set(req) - allowed - {"op"}
-    if extra:
-        raise BadRequest(f"unexpected field(s): {', '.join(sorted(extra))}")
-
-
-class ControlServer:
-    """Serves snapshots of `runner` and takes its controls on a loopback TCP port.
-
-    `port=0` picks a free port (see `.port`). Runs on daemon threads until `close()`.
-    """
-
-    def __init__(
-        self, runner: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, take_dir: Path | None = None
-    ) -> None:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise BridgeError(f"the control server binds to a loopback address only, not '{host}'")
-        if not 0 <= port <= 65535:
-            raise BridgeError(f"control port must be 0..65535, got {port}")
-        self.runner = runner
-        self.take_dir = (take_dir or Path.cwd()).resolve()
-        self.requests = 0
-        self.rejected = 0
-        self._count_lock = threading.Lock()
-        self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
-        self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "snapshot": self._snapshot,
-            "set_param": self._set_param,
-            "set_midi_enabled": self._set_midi_enabled,
-            "set_osc_enabled": self._set_osc_enabled,
-            "start_recording": self._start_recording,
-            "stop_recording": self._stop_recording,
-            "connect": self._connect,
-            "audio_outputs": self._audio_outputs,
-        }
-        server = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            timeout = 60.0  # an idle client is dropped and frees its slot
-
-            def handle(self) -> None:
-                if not server._clients.acquire(blocking=False):
-                    self.wfile.write(b'{"ok": false, "error": "too many clients"}\n')
-                    return
-                try:
-                    server._serve(self.rfile, self.wfile)
-                finally:
-                    server._clients.release()
-
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        class Server(socketserver.ThreadingTCPServer):
-            address_family = family
-            allow_reuse_address = True
-            daemon_threads = True
-
-        try:
-            self._server = Server((host, port), Handler)
-        except OSError as e:
-            raise BridgeError(f"cannot open the control port {host}:{port}: {e.strerror or e}") from None
-        self.host, self.port = host, self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="daw-bridge-control", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=2)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _serve(self, rfile: Any, wfile: Any) -> None:
-        while True:
-            try:
-                line = rfile.readline(MAX_REQUEST + 1)
-            except OSError:
-                return
-            if not line:
-                return
-            too_long = len(line) > MAX_REQUEST and not line.endswith(b"\n")
-            reply = self._reject("request too long") if too_long else self.handle(line)
-            try:
-                wfile.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
-            except OSError:
-                return
-            if too_long:
-                return  # the rest of that line cannot be told from a next request
-
-    def handle(self, line: bytes) -> dict[str, Any]:
-        """Checks and carries out one request line; the reply as a dict."""
-        with self._count_lock:
-            self.requests += 1
-        try:
-            req = json.loads(line)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return self._reject("not a JSON request")
-        if not isinstance(req, dict) or not isinstance(req.get("op"), str):
-            return self._reject("a request is a JSON object with an 'op'")
-        op = self._ops.get(req["op"])
-        if op is None:
-            return self._reject(f"unknown op '{req['op'][:40]}'")
-        try:
-            return {"ok": True, "result": op(req)}
-        except (BadRequest, ValueError) as e:  # ValueError: a value the engine refuses
-            return self._reject(str(e))
-        except BridgeError as e:
-            # A valid request the bridge could not carry out (e.g. a vanished port).
-            return {"ok": False, "error": str(e)}
-
-    def _reject(self, why: str) -> dict[str, Any]:
-        with self._count_lock:
-            self.rejected += 1
-        return {"ok": False, "error": why}
-
-    # One method per op: check every field, then call the runner.
-
-    def _snapshot(self, req: dict[str, Any]) -> dict[str, Any]:
-        _args(req, set())
-        return snapshot_to_json(self.runner.snapshot())
-
-    def _set_param(self, req: dict[str, Any]) -> None:
-        _args(req, {"key", "value"})
-        key = req.get("key")
-        if not isinstance(key, str) or key not in PARAMS:
-            raise BadRequest(f"'key' must be one of: {', '.join(PARAMS)}")
-        self.runner.set_param(key, PARAMS[key].check(req.get("value")))
-
-    def _set_midi_enabled(self, req: dict[str, Any]) -> None:
-        _args(req, {"enabled"})
-        self.runner.set_midi_enabled(_bool(req, "enabled"))
-
-    def _set_osc_enabled(self, req: dict[str, Any]) -> None:
-        _args(req, {"enabled"})
-        self.runner.set_osc_enabled(_bool(req, "enabled"))
-
-    def _start_recording(self, req: dict[str, Any]) -> None:
-        _args(req, {"name"})
-        self.runner.start_recording(_take_path(req, self.take_dir))
-
-    def _stop_recording(self, req: dict[str, Any]) -> None:
-        _args(req, set())
-        self.runner.stop_recording()
-
-    def _connect(self, req: dict[str, Any]) -> None:
-        _args(req, {"source", "input", "connected"})
-        source = _text(req, "source", _PORT_NAME_MAX)
-        number = req.get("input")
-        inputs = len(self.runner.snapshot().inputs)
-        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= inputs:
-            raise BadRequest(f"'input' must be a whole number from 1 to {inputs}")
-        connected = _bool(req, "connected")
-        self.runner.connect(source, number, connected)
-
-    def _audio_outputs(self, req: dict[str, Any]) -> list[str]:
-        _args(req, set())
-        return list(self.runner.audio_outputs())
+MAX_REPLY = 64 * 1024 * 1024
+"""Longest reply line read; a snapshot of 64 inputs is about a megabyte."""
 
 
 class RemoteSource:
     """The runner's snapshot and controls, over a ControlServer's socket.
 
-    Errors (no server, a refused request) are BridgeErrors, as the runner's own.
-    The connection is reopened on the next call after it breaks.
+    Errors (no server, a refused request, a port where something else answers)
+    are BridgeErrors, as the runner's own. The connection is reopened on the next
+    call after it breaks, and once at once when a kept connection turns out closed
+    (the server drops clients that stay quiet past its deadline).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, timeout: float = 2.0) -> None:
@@ -313,20 +40,38 @@ class RemoteSource:
         line = json.dumps({"op": op, **args}).encode() + b"\n"
         with self._lock:
             try:
-                if self._sock is None:
-                    self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-                    self._rfile = self._sock.makefile("rb")
-                self._sock.sendall(line)
-                reply = self._rfile.readline()
-                if not reply:
-                    raise ConnectionResetError("connection closed")
-            except OSError as e:
+                reply = self._exchange(line)
+            except OSError:
+                # A kept connection the server has dropped since: one fresh try.
                 self._drop()
-                raise BridgeError(f"no daw-bridge control server at {self.host}:{self.port} ({e.strerror or e})") from None
-        data = json.loads(reply)
-        if not data.get("ok"):
+                try:
+                    reply = self._exchange(line)
+                except OSError as e:
+                    self._drop()
+                    raise BridgeError(f"no daw-bridge control server at {self.host}:{self.port} ({e.strerror or e})") from None
+        try:
+            data = json.loads(reply)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+            self.close()
+            raise self._not_a_bridge(f"it answered {reply[:40]!r}")
+        if not data["ok"]:
             raise BridgeError(str(data.get("error", "request refused")))
         return data.get("result")
+
+    def _exchange(self, line: bytes) -> bytes:
+        if self._sock is None:
+            self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            self._rfile = self._sock.makefile("rb")
+        self._sock.sendall(line)
+        reply: bytes = self._rfile.readline(MAX_REPLY)
+        if not reply:
+            raise ConnectionResetError("connection closed")
+        return reply
+
+    def _not_a_bridge(self, detail: str) -> BridgeError:
+        return BridgeError(f"{self.host}:{self.port} is not a daw-bridge control port ({detail})")
 
     def _drop(self) -> None:
         if self._sock is not None:
@@ -339,7 +84,11 @@ class RemoteSource:
             self._drop()
 
     def snapshot(self) -> Snapshot:
-        return snapshot_from_json(self._call("snapshot"))
+        data = self._call("snapshot")
+        try:
+            return snapshot_from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise self._not_a_bridge(f"an unreadable snapshot: {type(e).__name__} {e}") from None
 
     def set_param(self, key: str, value: float) -> None:
         self._call("set_param", key=key, value=value)

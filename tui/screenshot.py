@@ -21,7 +21,7 @@ from pathlib import Path
 
 import rust_engine
 
-from bridge import jackd
+from bridge import jackd, processes
 from bridge.live import LiveOptions, LiveRunner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +77,7 @@ def main() -> int:
             [sys.executable, "-m", "tui.screenshot", "--play", f"{client}-demo", f"{client}:in_1"],
             stdin=subprocess.PIPE,
             cwd=ROOT,
+            preexec_fn=processes.die_with_parent,
         )
         asyncio.run(_shoot(runner, args.out, (width, height), args.seconds))
     finally:

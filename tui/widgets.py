@@ -14,7 +14,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 from bridge.analyze import note_name
-from bridge.live import InputState
+from bridge.state import InputState
 
 METER_FLOOR_DB = -60.0
 PEAK_HOLD_S = 1.5

@@ -1,0 +1,109 @@
+"""Signals to a real `daw-bridge run` (issue 12): SIGHUP, the terminal closing,
+stops it as SIGTERM does, and the processes it starts end with it, also when it
+is SIGKILLed and has no say."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from signals import harmonic
+from test_faults import (  # noqa: F401 - fixtures
+    Bridge,
+    bridges,
+    notes,
+    players,
+    take_notes,
+    wait_until,
+)
+from udp_capture import UdpCapture
+
+from bridge import jackd
+from conftest import DEMO_DIR
+
+pytest_plugins = ["jack_fixtures"]
+
+
+def test_sighup_mid_note_closes_it_everywhere_and_exits_0(jack_server, bridges, players, tmp_path, monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    osc = UdpCapture()
+    take, log = tmp_path / "hup.mid", tmp_path / "hup.jsonl"
+    bridge = bridges(
+        jack_server, "sig-hup", "--record-midi", str(take), "--events", str(log), "--osc", f"127.0.0.1:{osc.port}"
+    )
+    daw = players("sig-hup-daw", harmonic(69, 10.0))
+    daw.start(["sig-hup:in_1"], midi_from="sig-hup:midi_out")
+    wait_until(lambda: ("on", 69) in notes(daw.midi), 10, "the A4 note-on", bridge.report)
+    err = bridge.stop(signal.SIGHUP)  # exit 0, no traceback
+    time.sleep(0.1)
+    osc.close()
+    assert "stopped" in err, err
+    assert notes(daw.midi) == [("on", 69), ("off", 69)]
+    assert take_notes(take) == [("on", 69), ("off", 69)]
+    osc_notes = [tuple(m.params) for m in osc.messages() if m.address == "/bridge/note"]
+    assert osc_notes[0][0] == 69 and osc_notes[-1] == (69, 0), osc_notes
+    kinds = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+    assert kinds.count("note_on") == 1 and kinds.count("note_off") == 1
+
+
+def _children(pid: int) -> dict[int, str]:
+    """pid -> command name of the live processes whose parent is `pid`."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if int(rest[1]) == pid and rest[0] != "Z":
+            found[int(stat.parent.name)] = name
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
+def test_the_demo_player_and_jackd_end_with_the_bridge(sig, tmp_path, monkeypatch):
+    """`run --demo` with no server running starts jackd and a player process of its
+    own; neither may outlive the bridge."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jackd.unique_server_name("sig"))
+    bridge = Bridge(dict(os.environ), ["--name", "sig-demo", "--demo", str(DEMO_DIR / "demo.wav")], tmp_path)
+    try:
+        wait_until(lambda: len(_children(bridge.proc.pid)) >= 2, 30, "jackd and the demo player", bridge.report)
+        children = _children(bridge.proc.pid)
+        assert any("jackd" in name for name in children.values()), children
+        time.sleep(1.0)  # the player is playing into the bridge
+        bridge.proc.send_signal(sig)
+        bridge.proc.wait(30)
+        wait_until(lambda: not any(_alive(pid) for pid in children), 15, f"the children {children} to end")
+    finally:
+        bridge.close()
+    if sig == signal.SIGHUP:
+        assert bridge.proc.returncode == 0, bridge.stderr
+        assert "Traceback" not in bridge.stderr, bridge.stderr
+
+
+def test_every_child_the_bridge_starts_asks_to_die_with_it():
+    """Each Popen in bridge/ and tui/ passes processes.die_with_parent (read from the source,
+    so a new child process cannot be added without it)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    missing = []
+    for path in [*sorted((root / "bridge").glob("*.py")), *sorted((root / "tui").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Popen":
+                keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                if "die_with_parent" not in keywords.get("preexec_fn", ""):
+                    missing.append(f"{path.name}:{node.lineno}")
+    assert missing == []
