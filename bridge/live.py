@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 
 import rust_engine
 
-from bridge import addresses, jackd, processes
+from bridge import addresses, jackd, params, processes
+from bridge.config import engine_config
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
@@ -42,7 +43,6 @@ from bridge.rtmidi_out import RtMidiOut
 
 log = logging.getLogger(__name__)
 
-HISTORY_SECONDS = 10.0
 CONTROL_TIMEOUT_S = 2.0
 """How long a UI request waits for the dispatch thread, which is away while the server is lost."""
 T = TypeVar("T")
@@ -64,7 +64,6 @@ class LiveOptions:
     record_midi: Path | None = None
     events: Path | None = None
     checkpoint_s: float = 10.0
-    engine: dict[str, Any] = field(default_factory=dict)
     poll_ms: float = 5.0
 
 
@@ -122,6 +121,8 @@ class Snapshot:
     params: dict[str, float]
     status: str
     connected: bool
+    control_port: int | None = None
+    """The loopback port `daw-bridge tui` attaches to, when serving one."""
 
 
 class LiveRunner:
@@ -151,12 +152,8 @@ class LiveRunner:
         self._connections: list[tuple[str, str]] = []
         self._midi_enabled = True
         self._osc_enabled = True
-        c = config.to_dict()
-        self._params = {
-            "onset.delta": c["onset"]["delta"],
-            "notes.silence_db": c["notes"]["silence_db"],
-            "notes.min_confidence": c["notes"]["min_confidence"],
-        }
+        self._params = params.values(config)
+        self.control_port: int | None = None
         self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
         self._rtmidi = (
             RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
@@ -187,6 +184,8 @@ class LiveRunner:
                 self.options.client_name,
                 self.options.inputs,
                 self._config,
+                input_ports=addresses.input_ports(self.options.inputs),
+                midi_port=addresses.MIDI_OUT_PORT,
                 bend_range=self.options.bend_range,
                 owed_note_offs=list(owed),
             )
@@ -240,15 +239,15 @@ class LiveRunner:
         self._controls.put(action)
 
     def set_param(self, key: str, value: float) -> None:
-        if key not in self._params:
+        if key not in params.PARAMS:
             raise BridgeError(f"'{key}' cannot be changed while running")
         # Validate here, by the engine's own rules, so the UI hears about a bad value at once.
-        section, name = key.split(".")
+        section, name = params.split_key(key)
         settings = self._config.to_dict()
         settings[section][name] = value
         try:
             rust_engine.EngineConfig(settings)
-        except ValueError as e:
+        except rust_engine.ConfigError as e:
             raise BridgeError(str(e)) from None
         self._params[key] = value
         self.control(lambda: self._bridge.set_param(key, value) if self._bridge else None)
@@ -341,6 +340,7 @@ class LiveRunner:
                 params=dict(self._params),
                 status=self._status,
                 connected=connected,
+                control_port=self.control_port,
             )
 
     # -- dispatch thread -------------------------------------------------------
@@ -499,7 +499,6 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         record_midi=Path(b["record_midi"]) if b["record_midi"] else None,
         events=Path(b["events"]) if b["events"] else None,
         checkpoint_s=float(b["checkpoint_s"]),
-        engine=settings["engine"],
     )
 
 
@@ -520,10 +519,7 @@ def run(
     """`daw-bridge run`: runs until Ctrl-C, SIGTERM or `duration`, then closes
     every note and file. With `demo`, starts a dummy JACK server if none runs
     and loops that recording into the bridge."""
-    try:
-        config = rust_engine.EngineConfig(engine)
-    except ValueError as e:
-        raise BridgeError(f"engine.{e}") from None
+    config = engine_config(engine)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     server: jackd.JackServer | None = None
     player: subprocess.Popen[bytes] | None = None
@@ -544,6 +540,8 @@ def run(
             from tui.remote import ControlServer
 
             control = ControlServer(runner, port=control_port)
+            runner.control_port = control.port
+            print(f"daw-bridge: control port 127.0.0.1:{control.port} ('daw-bridge tui --port {control.port}')", file=sys.stderr)
         runner.start()
         started = True
         snapshot = runner.snapshot()

@@ -60,7 +60,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("subtype", "rate"),
-    [("PCM_16", 48000), ("PCM_24", 48000), ("PCM_32", 48000), ("FLOAT", 48000), ("PCM_16", 44100)],
+    [
+        ("PCM_16", 48000), ("PCM_24", 48000), ("PCM_32", 48000), ("FLOAT", 48000), ("PCM_16", 44100),
+        # Any rate with the default settings: sample counts follow the rate (issue 12 #11).
+        ("PCM_16", 8000), ("PCM_16", 22050), ("PCM_24", 96000), ("FLOAT", 192000), ("PCM_24", 384000),
+    ],
 )
 def test_formats_give_the_melody(cli, melody, tmp_path, subtype, rate):
     truth, render = melody
@@ -274,7 +278,7 @@ def test_bad_block(cli, melody, tmp_path, block):
     [
         (None, "cannot read config"),
         ("[engine\nhop = ", "not valid TOML"),
-        ("[engine]\nhop = 0\n", "hop"),
+        ("[engine]\nhop = 8\n", "hop"),
         ("[engine.pitch]\nfoo = 1\n", "foo"),
         ("engine = 3\n", "table"),
     ],

@@ -92,22 +92,24 @@ def _light_terminal() -> bool:
     return bg in ("7", "15")
 
 
+def _param_bindings() -> list[Binding]:
+    """A down and an up key for each live setting, from the one table in tui/params.py."""
+    bindings = []
+    for key, p in PARAMS.items():
+        group = Binding.Group(p.group, compact=True)
+        for (letter, text), direction in ((p.down, -1), (p.up, 1)):
+            bindings.append(Binding(letter, f"param({key!r}, {direction})", text, group=group))
+    return bindings
+
+
 class BridgeApp(App[None]):
     """Monitor and steer a daw-bridge."""
 
     CSS_PATH = "app.tcss"
     TITLE = "daw-bridge"
 
-    _onset = Binding.Group("onset", compact=True)
-    _gate = Binding.Group("gate", compact=True)
-    _conf = Binding.Group("conf", compact=True)
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("o", "param('onset.delta', -1)", "onset δ down (more sensitive)", group=_onset),
-        Binding("O", "param('onset.delta', 1)", "onset δ up (less sensitive)", group=_onset),
-        Binding("g", "param('notes.silence_db', -1)", "silence gate down", group=_gate),
-        Binding("G", "param('notes.silence_db', 1)", "silence gate up", group=_gate),
-        Binding("c", "param('notes.min_confidence', -1)", "confidence down", group=_conf),
-        Binding("C", "param('notes.min_confidence', 1)", "confidence up", group=_conf),
+        *_param_bindings(),
         Binding("m", "toggle_midi", "MIDI"),
         Binding("s", "toggle_osc", "OSC"),
         Binding("r", "record", "rec"),
@@ -224,6 +226,8 @@ class BridgeApp(App[None]):
         ]
         if snap.dropped_events:
             lines.append(Content.assemble(("dropped events ", "$text-error"), str(snap.dropped_events)))
+        if snap.control_port is not None:
+            lines.append(Content.assemble(("control ", "bold"), f"127.0.0.1:{snap.control_port}"))
         if snap.connections:
             lines += [Content.assemble(f"{dst.rpartition(':')[2]} ← ", (src, "$text-accent")) for src, dst in snap.connections]
         else:

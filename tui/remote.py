@@ -42,7 +42,7 @@ from typing import Any, Self
 
 from bridge.errors import BridgeError
 from bridge.live import InputState, Snapshot
-from tui.params import PARAMS
+from bridge.params import PARAMS
 
 DEFAULT_PORT = 9911
 MAX_REQUEST = 8192
