@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import rust_engine  # noqa: E402
-from bridge import jackd  # noqa: E402
+from bridge import addresses, jackd  # noqa: E402
 from players import (FramePlayer, LogSpan, MidiRecorder, ToneSequence, loadavg,  # noqa: E402
                      midi_hz, note_name, tone_sequence)
 
@@ -213,7 +213,7 @@ def run_period(period: int, pitches: list[int], with_aubio: bool, details: bool,
     bridge = player = recorder = None
     probe = jack.Client("latency-probe", servername=name, no_start_server=True)
     try:
-        bridge = rust_engine.LiveBridge("daw-bridge", 1, config)
+        bridge = rust_engine.LiveBridge("daw-bridge", 1, config, **addresses.port_names(1))
         if with_aubio:
             for label, extra in AUBIO_SETTINGS.items():
                 proc, client = start_aubio(extra, server, probe)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 CLIENT_NAME = "daw-bridge"
 """Default JACK client name (``--name`` overrides it)."""
@@ -36,6 +36,17 @@ def input_port(k: int) -> str:
 def input_ports(n_inputs: int) -> list[str]:
     """The audio input port names of a bridge with ``n_inputs`` inputs."""
     return [input_port(k) for k in range(1, n_inputs + 1)]
+
+
+class PortNames(TypedDict):
+    input_ports: list[str]
+    midi_port: str
+
+
+def port_names(n_inputs: int) -> PortNames:
+    """The port names `rust_engine.LiveBridge` registers, as its keyword arguments:
+    the engine names no port itself."""
+    return {"input_ports": input_ports(n_inputs), "midi_port": MIDI_OUT_PORT}
 
 
 @dataclass(frozen=True)

@@ -184,8 +184,7 @@ class LiveRunner:
                 self.options.client_name,
                 self.options.inputs,
                 self._config,
-                input_ports=addresses.input_ports(self.options.inputs),
-                midi_port=addresses.MIDI_OUT_PORT,
+                **addresses.port_names(self.options.inputs),
                 bend_range=self.options.bend_range,
                 owed_note_offs=list(owed),
             )

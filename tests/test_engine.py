@@ -183,3 +183,21 @@ _REFERENCE = run(_SIGNAL, [128])
 @given(st.lists(st.integers(min_value=1, max_value=8192), min_size=1, max_size=20))
 def test_events_do_not_depend_on_block_split(blocks):
     assert run(_SIGNAL, blocks) == _REFERENCE
+
+
+def test_bridge_and_tui_read_the_engines_live_table():
+    """One source for the live keys: the bridge's table is the engine's, and the TUI
+    presents exactly those keys (steps stay inside the engine's range)."""
+    from bridge import params
+    from tui import params as tui_params
+
+    engine = {p["key"]: p for p in EngineConfig.live_params()}
+    assert list(params.PARAMS) == list(engine) == list(tui_params.PARAMS)
+    for key, p in params.PARAMS.items():
+        assert (p.lo, p.hi, p.doc) == (engine[key]["lo"], engine[key]["hi"], engine[key]["doc"])
+        assert params.values(EngineConfig())[key] == p.default
+        control = tui_params.PARAMS[key]
+        assert control.stepped(p.hi, 1) == p.hi and control.stepped(p.lo, -1) == p.lo
+        for bad in (p.lo - 1, p.hi + 1, float("nan"), True, 10**400):
+            with pytest.raises(ValueError, match=key):
+                p.check(bad)
