@@ -50,6 +50,16 @@ def _text(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a string"
 
 
+def _client_name(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return "must be a string"
+    try:
+        addresses.validate_client_name(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _regex(v: Any) -> str | None:
     if not isinstance(v, str):
         return "must be a string"
@@ -89,7 +99,7 @@ def _choice(*options: str) -> Callable[[Any], str | None]:
 
 
 SETTINGS = [
-    Setting("bridge.client_name", addresses.CLIENT_NAME, "JACK client name", _text),
+    Setting("bridge.client_name", addresses.CLIENT_NAME, "JACK client name", _client_name),
     Setting("bridge.inputs", 1, "mono audio inputs in_1 ... in_N, each with its own engine; input k on MIDI channel (k-1) % 16", _int_range(1, rust_engine.MAX_INPUTS)),
     Setting("bridge.connect", "", 'regex of JACK output ports to feed the inputs, e.g. "ardour:Master/audio_out" or "REAPER:out1"; "" leaves connections alone', _regex),
     Setting("bridge.bend_range", 0.0, "pitch bend range in semitones for the cents deviation; 0 sends no pitch bend", _float_range(0.0, rust_engine.MAX_BEND_RANGE)),

@@ -156,7 +156,9 @@ class LiveRunner:
         self.control_port: int | None = None
         self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
         self._rtmidi = (
-            RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
+            RtMidiOut(options.midi_port, options.midi_api, options.client_name + addresses.RTMIDI_CLIENT_SUFFIX)
+            if options.midi_port
+            else None
         )
         self._take: TakeRecorder | None = None
         self._checkpoint_failed = False
@@ -196,7 +198,7 @@ class LiveRunner:
         self._opened_at = time.time()
         inputs = [f"{bridge.name}:{addresses.input_port(k)}" for k in range(1, self.options.inputs + 1)]
         try:
-            self._watcher = PortWatcher(inputs, self.options.connect, client_name=f"{bridge.name}-graph")
+            self._watcher = PortWatcher(inputs, self.options.connect, client_name=bridge.name + addresses.GRAPH_CLIENT_SUFFIX)
         except Exception:
             bridge.close()
             raise
@@ -586,7 +588,7 @@ def _start_demo_player(audio: Path, client: str, inputs: int) -> subprocess.Pope
         raise BridgeError(f"demo audio '{audio}' not found")
     ports = [arg for k in range(1, inputs + 1) for arg in ("--to", f"{client}:{addresses.input_port(k)}")]
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge.player", str(audio), "--name", f"{client}-demo", "--loop", *ports],
+        [sys.executable, "-m", "bridge.player", str(audio), "--name", client + addresses.DEMO_CLIENT_SUFFIX, "--loop", *ports],
         stdin=subprocess.DEVNULL,
     )
 

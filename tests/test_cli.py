@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import time
 from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import CLI, DEMO_DIR
 
 # A short melody over two octaves, getting louder, with silence between the notes.
 MELODY = [(57, 0.15, 0.50, -20.0), (64, 0.60, 0.95, -12.0), (72, 1.05, 1.45, -6.0)]
@@ -301,3 +305,105 @@ def test_bad_config(cli, melody, tmp_path, content, message):
 def test_usage_errors(cli, tmp_path, args):
     result = cli(*args, cwd=tmp_path)
     assert_clean_failure(result, tmp_path, set())
+
+
+# -- daw-bridge run: flags checked before anything starts (issue 12 #9, #10) -----------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--osc", "nosuchhost.invalid:9000"], "OSC target nosuchhost.invalid:9000: cannot resolve host"),
+        (["--osc", "127.0.0.1:9000", "--osc", "127.0.0.1:9000"], "OSC target 127.0.0.1:9000 given twice"),
+        (["--osc", "127.0.0.1:9000", "--osc", "localhost:9000"], "is the same address as 127.0.0.1:9000"),
+        (["--name", "x" * 50], "at most 49 fit JACK's limit"),
+        (["--name", ""], "--name: the JACK client name is empty"),
+        (["--name", "a:b"], "contains ':'"),
+        (["--name", "a\nb"], "contains a newline"),
+        (["--duration", "0"], "--duration: must be a positive, finite number"),
+        (["--duration", "-3"], "--duration: must be a positive, finite number"),
+        (["--duration", "nan"], "--duration: must be a positive, finite number"),
+        (["--duration", "inf"], "--duration: must be a positive, finite number"),
+        (["--control-port", "70000"], "--control-port: must be from 0"),
+        (["--demo", "{tmp}/missing.wav"], "--demo: '{tmp}/missing.wav' does not exist"),
+        (["--demo", "{tmp}/not-audio.wav"], "--demo: cannot read '{tmp}/not-audio.wav' as audio"),
+        (["--demo", "{tmp}"], "is not a regular file"),
+        (["--record-midi", "{tmp}/no/such/dir/take.mid"], "directory '{tmp}/no/such/dir' does not exist"),
+    ],
+)
+def test_run_refuses_bad_flags_in_one_line(cli, tmp_path, monkeypatch, args, message):
+    """No server is running under this name: each error must come before JACK is even asked
+    (a bad take directory is reported as such, not as 'no JACK server')."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "dawbridge-nobody-here")
+    (tmp_path / "not-audio.wav").write_text("RIFF but not really\n")
+    result = cli("run", *(a.replace("{tmp}", str(tmp_path)) for a in args))
+    assert result.returncode == 2, result
+    assert result.stderr.splitlines() == [f"daw-bridge: error: {result.stderr.split('error: ', 1)[1].strip()}"]
+    assert message.replace("{tmp}", str(tmp_path)) in result.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "not-audio.wav"]
+
+
+def test_version(cli):
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"daw-bridge {version('daw-bridge')}")
+
+
+def _start_run(server, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "run", *args], env=server.env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_longest_name_runs_twice_with_its_helpers_and_reports_its_control_port(jack_server):
+    """49 bytes is the longest name accepted: two bridges under it (the second renamed
+    NAME-01 by jackd) both open their graph and demo clients; --control-port 0 reports the
+    port it got, and the snapshot a TUI reads carries it."""
+    from tui.remote import RemoteSource
+
+    name = "n" * 49
+    procs = [_start_run(jack_server, "--name", name, "--demo", str(DEMO_DIR / "demo.wav"),
+                        "--duration", "4", "--control-port", "0") for _ in range(2)]
+    ports = []
+    for proc in procs:
+        line = proc.stderr.readline()
+        match = re.match(r"daw-bridge: control port 127\.0\.0\.1:(\d+) ", line)
+        assert match, line + proc.stderr.read()
+        ports.append(int(match.group(1)))
+        source = RemoteSource("127.0.0.1", ports[-1])
+        try:
+            deadline = time.monotonic() + 20
+            while not (snap := source.snapshot()).connected and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert snap.control_port == ports[-1] != 0
+        finally:
+            source.close()
+    for proc in procs:
+        proc.wait(timeout=60)  # the output is a few kB, far less than a pipe holds
+    # Read through the text streams: communicate() would skip what readline() buffered.
+    outs = [(proc.stdout.read(), proc.stderr.read()) for proc in procs]
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "error" not in err, err
+        assert " on  E4" in out, (out, err)  # the demo's first note: the demo client played
+    assert len(set(ports)) == 2
+    running = sorted(re.search(r"running as '([^']*)'", err).group(1) for _, err in outs)
+    assert running[0] == name and re.fullmatch(rf"{name}-\d\d", running[1]), running
+
+
+def test_a_384_khz_server_runs_with_the_defaults(jack_server_factory, tmp_path):
+    """Sample counts follow the server's rate: the bridge opens at 384 kHz with no config
+    and finds the demo's notes (the player resamples it to the server's rate)."""
+    server = jack_server_factory(rate=384_000, period=1024, tag="r384k")
+    try:
+        proc = _start_run(server, "--demo", str(DEMO_DIR / "demo.wav"), "--duration", "4")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, err
+    assert "at 384000 Hz" in err and "Traceback" not in err, err
+    names = [line.split()[3] for line in out.splitlines() if " on  " in line]
+    truth = [n["name"] for n in json.loads((DEMO_DIR / "demo_notes.json").read_text())["notes"]]
+    assert len(names) >= 4 and names == truth[: len(names)], (names, err)
