@@ -173,7 +173,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
             "closed and every file valid."
         ),
     )
-    p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (see 'daw-bridge config --print-default')")
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (see 'daw-bridge config --print-default'); default: the per-user file $XDG_CONFIG_HOME/daw-bridge/config.toml (~/.config/...) when it exists, where the TUI's 'w' saves")
     p.add_argument("--name", metavar="NAME", help="JACK client name (default daw-bridge)")
     p.add_argument("--inputs", type=int, metavar="N", help="number of mono inputs, 1..64 (default 1)")
     p.add_argument("--connect", metavar="REGEX", help="connect JACK outputs matching REGEX to the inputs, also when they appear later")
@@ -197,6 +197,7 @@ def _add_config(commands: argparse._SubParsersAction[_Parser]) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--print-default", action="store_true", help="print the default configuration, commented")
     group.add_argument("--check", type=Path, metavar="FILE", help="check FILE and report the first problem")
+    group.add_argument("--path", action="store_true", help="print where the per-user config file is ('run' reads it, the TUI's 'w' saves it)")
     p.set_defaults(handler=_run_config)
 
 
@@ -205,6 +206,9 @@ def _run_config(args: argparse.Namespace) -> int:
 
     if args.print_default:
         print(config.default_toml(), end="")
+        return 0
+    if args.path:
+        print(config.user_config_path())
         return 0
     config.load(args.check)
     print(f"{args.check}: ok")
@@ -230,7 +234,8 @@ _FLAG_KEYS = [
 def _run_live(args: argparse.Namespace) -> int:
     from bridge import config, live, preflight
 
-    settings = config.load(args.config)
+    path = config.settings_path(args.config)
+    settings = config.load(path)
     for attr, key in _FLAG_KEYS:
         value = getattr(args, attr)
         if value is not None:
@@ -242,6 +247,15 @@ def _run_live(args: argparse.Namespace) -> int:
         preflight.check_demo_audio(args.demo)
     if options.record_midi is not None:
         preflight.check_take_path(options.record_midi)
+    if path is not None:
+        print(f"daw-bridge: settings from {path}", file=sys.stderr)
+    elif Path("daw-bridge.toml").is_file():
+        # Older versions saved the TUI's settings here without reading them back.
+        print(
+            f"daw-bridge: note: ./daw-bridge.toml is not read unless given with --config; "
+            f"settings are read from {config.user_config_path()}",
+            file=sys.stderr,
+        )
     return live.run(
         options,
         settings["engine"],
@@ -250,6 +264,7 @@ def _run_live(args: argparse.Namespace) -> int:
         duration=args.duration,
         control_port=args.control_port,
         config_path=args.config,
+        loaded_from=path,
     )
 
 

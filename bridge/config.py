@@ -8,6 +8,7 @@ Rust engine, which validates it itself. Every error names the key.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Callable
@@ -113,6 +114,23 @@ SETTINGS = [
     Setting("osc.rate_hz", 100.0, "most pitch and dynamics messages per second per input (onsets and notes are never dropped)", _float_range(1.0, 1000.0)),
 ]
 _BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def user_config_path() -> Path:
+    """The per-user config file: ``$XDG_CONFIG_HOME/daw-bridge/config.toml``, where
+    ``XDG_CONFIG_HOME`` defaults to ``~/.config`` (and a relative value is ignored,
+    as the XDG spec says). `run` reads it, the TUI's `w` key saves to it."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"
+    return root / "daw-bridge" / "config.toml"
+
+
+def settings_path(explicit: Path | None) -> Path | None:
+    """The file `run` reads: ``--config`` when given, else the per-user file when it exists."""
+    if explicit is not None:
+        return explicit
+    user = user_config_path()
+    return user if user.is_file() else None
 
 
 def load(path: Path | None) -> dict[str, Any]:

@@ -516,6 +516,7 @@ def run(
     duration: float | None = None,
     control_port: int | None = None,
     config_path: Path | None = None,
+    loaded_from: Path | None = None,
 ) -> int:
     """`daw-bridge run`: runs until Ctrl-C, SIGTERM or `duration`, then closes
     every note and file. With `demo`, starts a dummy JACK server if none runs
@@ -554,7 +555,7 @@ def run(
 
             notes = runner.on_notes
             runner.on_notes = None
-            app = BridgeApp(runner, config_path=config_path)
+            app = BridgeApp(runner, config_path=config_path, loaded_from=loaded_from)
             app.run()
             if app.return_code:
                 # A crashed UI must not take the MIDI and OSC output down with it.

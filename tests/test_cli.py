@@ -407,3 +407,95 @@ def test_a_384_khz_server_runs_with_the_defaults(jack_server_factory, tmp_path):
     names = [line.split()[3] for line in out.splitlines() if " on  " in line]
     truth = [n["name"] for n in json.loads((DEMO_DIR / "demo_notes.json").read_text())["notes"]]
     assert len(names) >= 4 and names == truth[: len(names)], (names, err)
+
+
+# -- per-user settings (issue 12 #14) ---------------------------------------------------------
+
+
+def _bridge_with_control_port(server, *args: str) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """Starts `run --control-port 0`; returns it, its port and the stderr lines before that."""
+    proc = _start_run(server, "--control-port", "0", "--duration", "60", *args)
+    lines = []
+    while line := proc.stderr.readline():
+        if match := re.match(r"daw-bridge: control port 127\.0\.0\.1:(\d+) ", line):
+            return proc, int(match.group(1)), lines
+        lines.append(line)
+    proc.wait()
+    pytest.fail("".join(lines))
+
+
+def _params_when_running(port: int) -> dict[str, float]:
+    from tui.remote import RemoteSource
+
+    source = RemoteSource("127.0.0.1", port)
+    try:
+        deadline = time.monotonic() + 20
+        while not (snap := source.snapshot()).connected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return snap.params
+    finally:
+        source.close()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_settings_saved_with_w_are_loaded_at_the_next_start(jack_server, tmp_path, monkeypatch):
+    """`w` in the TUI saves to $XDG_CONFIG_HOME/daw-bridge/config.toml and says so; the next
+    `run` reads that file and says so; --config still overrides it."""
+    import asyncio
+
+    from textual.widgets._toast import Toast
+
+    from bridge import config
+    from tui.app import BridgeApp
+    from tui.remote import RemoteSource
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    user_file = tmp_path / "xdg" / "daw-bridge" / "config.toml"
+    assert config.user_config_path() == user_file
+    assert cli_out("config", "--path") == f"{user_file}\n"
+
+    proc, port, before = _bridge_with_control_port(jack_server)
+    assert not any("settings from" in line for line in before)
+    defaults = _params_when_running(port)
+
+    async def tune_and_save() -> list[str]:
+        source = RemoteSource("127.0.0.1", port)
+        app = BridgeApp(source)
+        try:
+            async with app.run_test(size=(100, 30), notifications=True) as pilot:
+                await pilot.pause(0.3)
+                await pilot.press("O", "G", "G", "c", "w")
+                await pilot.pause(0.3)
+                return [t.render().plain for t in app.screen.query(Toast)]
+        finally:
+            source.close()
+
+    toasts = asyncio.run(tune_and_save())
+    tuned = _params_when_running(port)
+    _stop(proc)
+    assert any(f"saved to {user_file}" in t for t in toasts), toasts
+    assert tuned["notes.silence_db"] == defaults["notes.silence_db"] + 6
+    assert (user_file.parent.stat().st_mode & 0o777) == 0o700
+
+    proc, port, before = _bridge_with_control_port(jack_server)
+    assert f"daw-bridge: settings from {user_file}\n" in before
+    assert _params_when_running(port) == tuned != defaults
+    _stop(proc)
+
+    other = tmp_path / "other.toml"
+    other.write_text("[engine.onset]\ndelta = 0.25\n")
+    proc, port, before = _bridge_with_control_port(jack_server, "--config", str(other))
+    assert f"daw-bridge: settings from {other}\n" in before
+    assert _params_when_running(port) == {**defaults, "onset.delta": 0.25}
+    _stop(proc)
+
+
+def cli_out(*args: str) -> str:
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout

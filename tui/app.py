@@ -24,6 +24,7 @@ from textual.content import Content
 from textual.widgets import Footer, Static
 
 from bridge.analyze import note_name
+from bridge.config import user_config_path
 from bridge.errors import BridgeError
 from bridge.live import Snapshot
 from tui.params import PARAMS
@@ -32,7 +33,6 @@ from tui.settings import save_params
 from tui.widgets import Meter, OnsetLamp, PianoRoll, Tuner
 
 MAX_FPS = 30.0
-DEFAULT_CONFIG = Path("daw-bridge.toml")
 
 
 class Source(Protocol):
@@ -120,10 +120,15 @@ class BridgeApp(App[None]):
         Binding("q", "quit", "quit", show=False),  # in the help; the footer has no room at 80 columns
     ]
 
-    def __init__(self, source: Source, config_path: Path | None = None, fps: float = 20.0) -> None:
+    def __init__(
+        self, source: Source, config_path: Path | None = None, fps: float = 20.0, loaded_from: Path | None = None
+    ) -> None:
+        """`config_path` is where `w` saves (default: the per-user config file);
+        `loaded_from` the file the bridge's settings came from, said once on screen."""
         super().__init__()
         self.source = source
-        self.config_path = config_path or DEFAULT_CONFIG
+        self.config_path = config_path or user_config_path()
+        self.loaded_from = loaded_from
         self.fps = min(fps, MAX_FPS)
         self.last: Snapshot | None = None
         self.error: str | None = None
@@ -151,6 +156,8 @@ class BridgeApp(App[None]):
         self.jack.border_title = "JACK"
         self.poll()
         self.set_interval(1.0 / self.fps, self.poll)
+        if self.loaded_from is not None:
+            self.notify(f"settings loaded from {self.loaded_from}", markup=False)
 
     # -- display -------------------------------------------------------------------
 
@@ -309,7 +316,8 @@ class BridgeApp(App[None]):
         if snap is None:
             return
         params = {k: v for k, v in snap.params.items() if k in PARAMS}
-        if self._control("save settings", save_params, self.config_path, params):
+        make_dir = self.config_path == user_config_path()
+        if self._control("save settings", lambda: save_params(self.config_path, params, make_dir=make_dir)):
             self.notify(f"settings saved to {self.config_path}", markup=False)
 
     def action_toggle_theme(self) -> None:

@@ -41,7 +41,8 @@ def add_subcommand(commands: Any) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="TOML file the 'w' key saves the tuned settings to (default daw-bridge.toml)",
+        help="TOML file the 'w' key saves the tuned settings to (default: the per-user config "
+        "file 'daw-bridge run' reads, $XDG_CONFIG_HOME/daw-bridge/config.toml)",
     )
     p.set_defaults(handler=run)
 

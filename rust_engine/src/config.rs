@@ -199,7 +199,10 @@ impl EngineConfig {
             if value.is_finite() && (spec.lo..=spec.hi).contains(&value) {
                 Ok(())
             } else {
-                Err(ConfigError { key: spec.key, reason: format!("must be {}..{}{}", spec.lo, spec.hi, spec.unit).into() })
+                Err(ConfigError {
+                    key: spec.key,
+                    reason: format!("must be {}..{}{}", spec.lo, spec.hi, spec.unit).into(),
+                })
             }
         }
         let sr = self.sample_rate as f32;
@@ -436,7 +439,10 @@ impl EngineConfig {
             return Err(SetError::Invalid(ConfigError { key: field.key, reason: "must be a finite number".into() }));
         }
         if field.whole && (value.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&value)) {
-            return Err(SetError::Invalid(ConfigError { key: field.key, reason: "must be a whole number >= 0".into() }));
+            return Err(SetError::Invalid(ConfigError {
+                key: field.key,
+                reason: "must be a whole number >= 0".into(),
+            }));
         }
         match field.key {
             "sample_rate" => self.set_sample_rate(value as u32),

@@ -580,7 +580,16 @@ fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_BEND_RANGE", MAX_BEND_RANGE as f64)?;
     m.add(
         "__all__",
-        ["Analyzer", "ConfigError", "EngineConfig", "Event", "LiveBridge", "MAX_BEND_RANGE", "MAX_INPUTS", "marking_for_db"],
+        [
+            "Analyzer",
+            "ConfigError",
+            "EngineConfig",
+            "Event",
+            "LiveBridge",
+            "MAX_BEND_RANGE",
+            "MAX_INPUTS",
+            "marking_for_db",
+        ],
     )?;
     Ok(())
 }
