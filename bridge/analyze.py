@@ -24,7 +24,7 @@ from typing import IO, Any
 import mido
 import numpy as np
 import soundfile as sf
-from rust_engine import Analyzer, EngineConfig, Event
+from rust_engine import Analyzer, ConfigError, EngineConfig, Event
 
 from bridge.errors import BridgeError
 
@@ -197,8 +197,9 @@ def _engine_config(settings: dict[str, Any] | None, sample_rate: int) -> EngineC
     values["sample_rate"] = sample_rate
     try:
         return EngineConfig(values)
-    except ValueError as e:
-        raise AnalysisError(f"engine config: {e}") from None
+    except ConfigError as e:
+        # The settings passed the config file's check; what fails here fails at this rate.
+        raise AnalysisError(f"engine.{e.key} at {sample_rate} Hz: {e.reason}") from None
 
 
 def _open_audio(path: Path) -> sf.SoundFile:

@@ -30,7 +30,7 @@ class ConfigError(ValueError):
     key: str
     reason: str
 
-class LiveParam(TypedDict):
+class _LiveParam(TypedDict):
     """A setting that may change while the engine runs."""
 
     key: str
@@ -63,7 +63,7 @@ class EngineConfig:
     def docs() -> list[tuple[str, str]]:
         """Every setting's dotted name and what it does, in file order."""
     @staticmethod
-    def live_params() -> list[LiveParam]:
+    def live_params() -> list[_LiveParam]:
         """The settings ``set_param`` may change while running, with their ranges."""
     def to_dict(self) -> dict[str, Any]:
         """These settings as a nested dict (round-trips through ``EngineConfig``)."""

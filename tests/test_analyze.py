@@ -187,3 +187,10 @@ def test_a_fifo_with_a_header_and_no_samples_contains_no_audio(tmp_path):
         analyze_file(fifo, midi_out=tmp_path / "out.mid")
     writer.join(timeout=30)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["header.wav", "in.wav"]
+
+
+def test_a_setting_that_fails_at_the_files_rate_names_key_and_rate(tmp_path):
+    wav = tmp_path / "low.wav"
+    sf.write(wav, np.zeros(8000, np.float32), 8000)
+    with pytest.raises(AnalysisError, match=r"^engine\.pitch\.fmax_hz at 8000 Hz: must be above fmin_hz"):
+        analyze_file(wav, settings={"pitch": {"fmax_hz": 3000.0}})
