@@ -134,7 +134,7 @@ def _control_port(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: '{text}'") from None
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be from 0 (any free port) to 65535, got {value}")
+        raise argparse.ArgumentTypeError(f"the control port must be from 0 (any free port) to 65535, got {value}")
     return value
 
 

@@ -116,6 +116,11 @@ SETTINGS = [
 _BY_KEY = {s.key: s for s in SETTINGS}
 
 
+def default(key: str) -> Any:
+    """The default of one [bridge] / [osc] setting (`"osc.rate_hz"` -> 100.0)."""
+    return _BY_KEY[key].default
+
+
 def user_config_path() -> Path:
     """The per-user config file: ``$XDG_CONFIG_HOME/daw-bridge/config.toml``, where
     ``XDG_CONFIG_HOME`` defaults to ``~/.config`` (and a relative value is ignored,

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import rust_engine
 
 from bridge import addresses, jackd, params, processes
-from bridge.config import engine_config
+from bridge.config import default, engine_config
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
@@ -50,20 +50,21 @@ T = TypeVar("T")
 
 @dataclass
 class LiveOptions:
-    """Everything `daw-bridge run` can be told (config file and flags merged)."""
+    """Everything `daw-bridge run` can be told (config file and flags merged); the
+    defaults are the config file's (`bridge.config.SETTINGS`)."""
 
-    client_name: str = addresses.CLIENT_NAME
-    inputs: int = 1
+    client_name: str = default("bridge.client_name")
+    inputs: int = default("bridge.inputs")
     connect: str | None = None
     osc: list[tuple[str, int]] = field(default_factory=list)
-    osc_prefix: str = addresses.DEFAULT_OSC_PREFIX
-    osc_rate: float = 100.0
-    bend_range: float = 0.0
+    osc_prefix: str = default("osc.prefix")
+    osc_rate: float = default("osc.rate_hz")
+    bend_range: float = default("bridge.bend_range")
     midi_port: str | None = None
-    midi_api: str = "jack"
+    midi_api: str = default("bridge.midi_api")
     record_midi: Path | None = None
     events: Path | None = None
-    checkpoint_s: float = 10.0
+    checkpoint_s: float = default("bridge.checkpoint_s")
     poll_ms: float = 5.0
 
 

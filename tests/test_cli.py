@@ -324,7 +324,7 @@ def test_usage_errors(cli, tmp_path, args):
         (["--duration", "-3"], "--duration: must be a positive, finite number"),
         (["--duration", "nan"], "--duration: must be a positive, finite number"),
         (["--duration", "inf"], "--duration: must be a positive, finite number"),
-        (["--control-port", "70000"], "--control-port: must be from 0"),
+        (["--control-port", "70000"], "--control-port: the control port must be from 0"),
         (["--demo", "{tmp}/missing.wav"], "--demo: '{tmp}/missing.wav' does not exist"),
         (["--demo", "{tmp}/not-audio.wav"], "--demo: cannot read '{tmp}/not-audio.wav' as audio"),
         (["--demo", "{tmp}"], "is not a regular file"),
@@ -396,7 +396,7 @@ def test_longest_name_runs_twice_with_its_helpers_and_reports_its_control_port(j
 def test_a_384_khz_server_runs_with_the_defaults(jack_server_factory, tmp_path):
     """Sample counts follow the server's rate: the bridge opens at 384 kHz with no config
     and finds the demo's notes (the player resamples it to the server's rate)."""
-    server = jack_server_factory(rate=384_000, period=1024, tag="r384k")
+    server = jack_server_factory(rate=384_000, period=2048, tag="r384k")
     try:
         proc = _start_run(server, "--demo", str(DEMO_DIR / "demo.wav"), "--duration", "4")
         out, err = proc.communicate(timeout=60)
@@ -468,10 +468,17 @@ def test_settings_saved_with_w_are_loaded_at_the_next_start(jack_server, tmp_pat
         app = BridgeApp(source)
         try:
             async with app.run_test(size=(100, 30), notifications=True) as pilot:
-                await pilot.pause(0.3)
+                for _ in range(200):  # the first snapshot: keys before it only warn
+                    if app.last is not None:
+                        break
+                    await pilot.pause(0.05)
                 await pilot.press("O", "G", "G", "c", "w")
-                await pilot.pause(0.3)
-                return [t.render().plain for t in app.screen.query(Toast)]
+                for _ in range(100):
+                    toasts = [t.render().plain for t in app.screen.query(Toast)]
+                    if any("saved to" in t for t in toasts):
+                        break
+                    await pilot.pause(0.05)
+                return toasts
         finally:
             source.close()
 
