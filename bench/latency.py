@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import rust_engine
 
-from bridge import jackd
+from bridge import addresses, jackd
 from players import FramePlayer, LogSpan, MidiRecorder, ToneSequence, loadavg, midi_hz, note_name, tone_sequence
 
 RATE = 48000
@@ -213,7 +213,7 @@ def run_period(period: int, pitches: list[int], with_aubio: bool, details: bool,
     bridge = player = recorder = None
     probe = jack.Client("latency-probe", servername=name, no_start_server=True)
     try:
-        bridge = rust_engine.LiveBridge("daw-bridge", 1, config)
+        bridge = rust_engine.LiveBridge("daw-bridge", 1, config, **addresses.port_names(1))
         if with_aubio:
             for label, extra in AUBIO_SETTINGS.items():
                 proc, client = start_aubio(extra, server, probe)

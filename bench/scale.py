@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import rust_engine
 
-from bridge import jackd
+from bridge import addresses, jackd
 from players import LogSpan, loadavg, tone_sequence
 from xruns import sched_latency
 
@@ -97,8 +97,10 @@ def run_step(server: jackd.JackServer, step: str, seconds: float, verbose: bool 
     player = None
     try:
         for c in range(clients):
-            bridges.append(rust_engine.LiveBridge(f"scale-bridge-{c + 1}", inputs, rust_engine.EngineConfig()))
-        ports = [f"{b.name}:in_{k}" for b in bridges for k in range(1, inputs + 1)]
+            bridges.append(
+                rust_engine.LiveBridge(f"scale-bridge-{c + 1}", inputs, rust_engine.EngineConfig(), **addresses.port_names(inputs))
+            )
+        ports = [f"{b.name}:{port}" for b in bridges for port in addresses.input_ports(inputs)]
         player = start_player(server.name, ports)
         time.sleep(2.0)  # settle: first cycles page in code and data
         for b in bridges:

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 CLIENT_NAME = "daw-bridge"
 """Default JACK client name (``--name`` overrides it)."""
+
+GRAPH_CLIENT_SUFFIX = "-graph"
+"""The client that watches and makes connections: ``daw-bridge-graph``."""
+DEMO_CLIENT_SUFFIX = "-demo"
+"""The demo player's client (``--demo``); before it opens, the player reads the
+server's rate through a client of the same name with ``-probe`` added."""
+_DEMO_PROBE_SUFFIX = DEMO_CLIENT_SUFFIX + "-probe"
+RTMIDI_CLIENT_SUFFIX = "-rtmidi"
+"""python-rtmidi's client for ``--midi-port``."""
+_RENAME_MARGIN = len("-01")
+"""jackd2 renames a client whose name is taken ``NAME-01``; the helpers then add their suffix to that."""
 
 MIDI_OUT_PORT = "midi_out"
 """The JACK MIDI output port: input k plays on MIDI channel k."""
@@ -31,6 +42,53 @@ def input_port(k: int) -> str:
     if k < 1:
         raise ValueError(f"input numbers start at 1, got {k}")
     return f"in_{k}"
+
+
+def input_ports(n_inputs: int) -> list[str]:
+    """The audio input port names of a bridge with ``n_inputs`` inputs."""
+    return [input_port(k) for k in range(1, n_inputs + 1)]
+
+
+class PortNames(TypedDict):
+    input_ports: list[str]
+    midi_port: str
+
+
+def port_names(n_inputs: int) -> PortNames:
+    """The port names `rust_engine.LiveBridge` registers, as its keyword arguments:
+    the engine names no port itself."""
+    return {"input_ports": input_ports(n_inputs), "midi_port": MIDI_OUT_PORT}
+
+
+def validate_client_name(name: str) -> str:
+    """Returns ``name`` if the bridge can open its JACK clients under it, else raises ValueError.
+
+    JACK separates client and port with ``:``, and a newline or other control
+    character breaks every tool that lists ports. The length limit is libjack's
+    (``jack_client_name_size()``, 64 characters on jackd2) less the longest
+    suffix a helper client adds, so a name that works for the bridge also works
+    for its graph, demo and rtmidi clients.
+    """
+    if not name:
+        raise ValueError("the JACK client name is empty")
+    if ":" in name:
+        raise ValueError(f"JACK client name {name!r} contains ':' (it separates client and port names)")
+    if not name.isprintable():
+        raise ValueError(f"JACK client name {name!r} contains a newline or another control character")
+    import jack  # here, not at the top: `daw-bridge --help` must not load libjack
+
+    suffix = max(
+        len(RTMIDI_CLIENT_SUFFIX), _RENAME_MARGIN + len(GRAPH_CLIENT_SUFFIX), _RENAME_MARGIN + len(_DEMO_PROBE_SUFFIX)
+    )
+    # jackd2 says 65 bytes with the NUL, yet refuses 64 characters: one more off is right everywhere.
+    longest = jack.client_name_size() - 2 - suffix
+    if len(name.encode()) > longest:
+        raise ValueError(
+            f"JACK client name is {len(name.encode())} bytes long; at most {longest} fit JACK's limit "
+            f"with the suffixes of the bridge's helper clients ({GRAPH_CLIENT_SUFFIX}, {_DEMO_PROBE_SUFFIX}, "
+            f"{RTMIDI_CLIENT_SUFFIX}, and -01 should the name be taken)"
+        )
+    return name
 
 
 @dataclass(frozen=True)

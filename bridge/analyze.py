@@ -3,13 +3,17 @@
 This is the same streaming path the live bridge uses, so a file analysed here
 gives the events the bridge would have produced for the same audio. Outputs are
 written to a temporary file beside the target and renamed only on success, so
-a failed run never leaves a partial file behind.
+a failed run never leaves a partial file behind. The input may be a pipe
+(`mkfifo`, `<(sox ...)`): it is read as a stream, as libsndfile reads pipes,
+in constant memory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -20,7 +24,7 @@ from typing import IO, Any, Self
 import mido
 import numpy as np
 import soundfile as sf
-from rust_engine import Analyzer, EngineConfig, Event
+from rust_engine import Analyzer, ConfigError, EngineConfig, Event
 
 from bridge.errors import BridgeError
 
@@ -99,7 +103,8 @@ def analyze_file(
         raise AnalysisError("--midi and --events name the same file")
 
     with _open_audio(path) as audio, ExitStack() as outputs:
-        if audio.frames == 0:
+        # A pipe's length is not known until it ends (libsndfile reports a huge one).
+        if audio.seekable() and audio.frames == 0:
             raise AnalysisError(f"'{path}' contains no audio")
         config = _engine_config(settings, audio.samplerate)
         events_file = outputs.enter_context(_AtomicFile(events_out)) if events_out else None
@@ -108,13 +113,16 @@ def analyze_file(
         analyzer = Analyzer(config)
         note_events: list[Event] = []
         count = 0
-        for events in _stream(analyzer, audio, block):
+        frames = [0]
+        for events in _stream(analyzer, audio, block, frames):
             count += len(events)
             for event in events:
                 if event.kind in ("note_on", "note_off"):
                     note_events.append(event)
                 if events_file is not None:
                     events_file.write(json.dumps(event.to_dict(), allow_nan=False) + "\n")
+        if frames[0] == 0:
+            raise AnalysisError(f"'{path}' contains no audio")
         note_events = without_retracted(note_events)
         if midi_file is not None:
             midi_file.stream.close()
@@ -123,7 +131,7 @@ def analyze_file(
             except OSError as e:
                 raise midi_file.error(e) from None
         return Result(
-            audio.samplerate, audio.frames, audio.channels, count, pair_notes(note_events)
+            audio.samplerate, frames[0], audio.channels, count, pair_notes(note_events)
         )
 
 
@@ -189,8 +197,9 @@ def _engine_config(settings: dict[str, Any] | None, sample_rate: int) -> EngineC
     values["sample_rate"] = sample_rate
     try:
         return EngineConfig(values)
-    except ValueError as e:
-        raise AnalysisError(f"engine config: {e}") from None
+    except ConfigError as e:
+        # The settings passed the config file's check; what fails here fails at this rate.
+        raise AnalysisError(f"engine.{e.key} at {sample_rate} Hz: {e.reason}") from None
 
 
 def _open_audio(path: Path) -> sf.SoundFile:
@@ -199,6 +208,8 @@ def _open_audio(path: Path) -> sf.SoundFile:
     if not path.exists():
         raise AnalysisError(f"'{path}' does not exist")
     try:
+        if stat.S_ISFIFO(path.stat().st_mode):
+            return _open_pipe(path)
         if path.stat().st_size == 0:
             raise AnalysisError(f"'{path}' is empty")
         return sf.SoundFile(path)
@@ -207,10 +218,33 @@ def _open_audio(path: Path) -> sf.SoundFile:
         raise AnalysisError(f"cannot read '{path}' as audio: {reason.rstrip('.')}") from None
 
 
-def _stream(analyzer: Analyzer, audio: sf.SoundFile, block: int) -> Iterator[list[Event]]:
-    """Feeds the file in ``block``-frame pieces (channels averaged), then flushes."""
+def _open_pipe(path: Path) -> sf.SoundFile:
+    """Opens a FIFO as libsndfile's pipe stream (header first, then the samples in order).
+
+    Opening waits for a writer, as `cat` does. A pipe always reports size 0, so
+    emptiness shows only when the writer closes it without writing: then poll
+    reports a hang-up with nothing to read.
+    """
+    fd = os.open(path, os.O_RDONLY)
     try:
-        for chunk in audio.blocks(blocksize=block, dtype="float32", always_2d=True):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        (_, ready), = poller.poll()
+        if not ready & select.POLLIN:
+            raise AnalysisError(f"'{path}' is a pipe that was closed without any data")
+        return sf.SoundFile(fd, closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _stream(analyzer: Analyzer, audio: sf.SoundFile, block: int, frames: list[int]) -> Iterator[list[Event]]:
+    """Feeds the audio in ``block``-frame pieces (channels averaged) until it ends, then
+    flushes; counts the frames in ``frames[0]``. Reading piece by piece, not
+    ``SoundFile.blocks``, works on a pipe too, whose length is not known."""
+    try:
+        while len(chunk := audio.read(block, dtype="float32", always_2d=True)):
+            frames[0] += len(chunk)
             if chunk.shape[1] == 1:
                 mono = np.ascontiguousarray(chunk[:, 0])
             else:

@@ -9,8 +9,10 @@ exit status 2; so do argparse's usage errors.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import NoReturn
 
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="daw-bridge",
         description="Real-time audio to MIDI/OSC bridge: pitch, onsets and dynamics of a DAW bus.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
     _add_analyze(commands)
@@ -40,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tui(commands)
     templates.add_subcommand(commands)
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("daw-bridge")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +118,26 @@ def _block_size(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text}")
+    return value
+
+
+def _control_port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: '{text}'") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"the control port must be from 0 (any free port) to 65535, got {value}")
+    return value
+
+
 def _run_analyze(args: argparse.Namespace) -> int:
     # Imported here so `daw-bridge --help` works without loading the engine.
     from bridge import analyze, config
@@ -143,7 +173,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
             "closed and every file valid."
         ),
     )
-    p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (see 'daw-bridge config --print-default')")
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (see 'daw-bridge config --print-default'); default: the per-user file $XDG_CONFIG_HOME/daw-bridge/config.toml (~/.config/...) when it exists, where the TUI's 'w' saves")
     p.add_argument("--name", metavar="NAME", help="JACK client name (default daw-bridge)")
     p.add_argument("--inputs", type=int, metavar="N", help="number of mono inputs, 1..64 (default 1)")
     p.add_argument("--connect", metavar="REGEX", help="connect JACK outputs matching REGEX to the inputs, also when they appear later")
@@ -156,9 +186,9 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--record-midi", type=Path, metavar="FILE.mid", help="record the take as a MIDI file (placed at detected onsets)")
     p.add_argument("--events", type=Path, metavar="FILE.jsonl", help="log every event as JSON lines (the schema of 'analyze')")
     p.add_argument("--tui", action="store_true", help="show the terminal UI (needs a terminal)")
-    p.add_argument("--control-port", type=int, metavar="PORT", help="serve state and controls on 127.0.0.1:PORT for 'daw-bridge tui'")
+    p.add_argument("--control-port", type=_control_port, metavar="PORT", help="serve state and controls on 127.0.0.1:PORT for 'daw-bridge tui' (0: any free port, printed at start)")
     p.add_argument("--demo", type=Path, metavar="AUDIO", help="start a dummy JACK server if none runs and loop AUDIO into the bridge")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
     p.set_defaults(handler=_run_live)
 
 
@@ -167,6 +197,7 @@ def _add_config(commands: argparse._SubParsersAction[_Parser]) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--print-default", action="store_true", help="print the default configuration, commented")
     group.add_argument("--check", type=Path, metavar="FILE", help="check FILE and report the first problem")
+    group.add_argument("--path", action="store_true", help="print where the per-user config file is ('run' reads it, the TUI's 'w' saves it)")
     p.set_defaults(handler=_run_config)
 
 
@@ -175,6 +206,9 @@ def _run_config(args: argparse.Namespace) -> int:
 
     if args.print_default:
         print(config.default_toml(), end="")
+        return 0
+    if args.path:
+        print(config.user_config_path())
         return 0
     config.load(args.check)
     print(f"{args.check}: ok")
@@ -198,22 +232,37 @@ _FLAG_KEYS = [
 
 
 def _run_live(args: argparse.Namespace) -> int:
-    from bridge import config, live
+    from bridge import config, live, preflight
 
-    settings = config.load(args.config)
+    path = config.settings_path(args.config)
+    settings = config.load(path)
     for attr, key in _FLAG_KEYS:
         value = getattr(args, attr)
         if value is not None:
             flag = "--" + attr.replace("_", "-")
             config.set_value(settings, key, str(value) if isinstance(value, Path) else value, label=flag)
     options = live.options_from_settings(settings)
+    preflight.check_osc_targets(options.osc)
+    if args.demo is not None:
+        preflight.check_demo_audio(args.demo)
+    if options.record_midi is not None:
+        preflight.check_take_path(options.record_midi)
+    if path is not None:
+        print(f"daw-bridge: settings from {path}", file=sys.stderr)
+    elif Path("daw-bridge.toml").is_file():
+        # Older versions saved the TUI's settings here without reading them back.
+        print(
+            f"daw-bridge: note: ./daw-bridge.toml is not read unless given with --config; "
+            f"settings are read from {config.user_config_path()}",
+            file=sys.stderr,
+        )
     ui = None
     if args.tui and sys.stdin.isatty() and sys.stdout.isatty():
         # The composition root: the one place where the bridge meets its UI.
         from tui.cli import run_on
 
         def ui(runner: live.LiveRunner) -> bool:
-            return run_on(runner, args.config)
+            return run_on(runner, args.config, path)
 
     return live.run(
         options,

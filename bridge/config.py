@@ -8,6 +8,7 @@ Rust engine, which validates it itself. Every error names the key.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Callable
@@ -50,6 +51,16 @@ def _text(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a string"
 
 
+def _client_name(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return "must be a string"
+    try:
+        addresses.validate_client_name(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _regex(v: Any) -> str | None:
     if not isinstance(v, str):
         return "must be a string"
@@ -89,10 +100,10 @@ def _choice(*options: str) -> Callable[[Any], str | None]:
 
 
 SETTINGS = [
-    Setting("bridge.client_name", addresses.CLIENT_NAME, "JACK client name", _text),
-    Setting("bridge.inputs", 1, "mono audio inputs in_1 ... in_N, each with its own engine; input k on MIDI channel (k-1) % 16", _int_range(1, 64)),
+    Setting("bridge.client_name", addresses.CLIENT_NAME, "JACK client name", _client_name),
+    Setting("bridge.inputs", 1, "mono audio inputs in_1 ... in_N, each with its own engine; input k on MIDI channel (k-1) % 16", _int_range(1, rust_engine.MAX_INPUTS)),
     Setting("bridge.connect", "", 'regex of JACK output ports to feed the inputs, e.g. "ardour:Master/audio_out" or "REAPER:out1"; "" leaves connections alone', _regex),
-    Setting("bridge.bend_range", 0.0, "pitch bend range in semitones for the cents deviation; 0 sends no pitch bend", _float_range(0.0, 48.0)),
+    Setting("bridge.bend_range", 0.0, "pitch bend range in semitones for the cents deviation; 0 sends no pitch bend", _float_range(0.0, rust_engine.MAX_BEND_RANGE)),
     Setting("bridge.midi_port", "", 'also send notes to this rtmidi port (name substring), "virtual" for a port of our own; "" for the JACK MIDI port only', _text),
     Setting("bridge.midi_api", "jack", "MIDI system for midi_port", _choice("jack", "alsa")),
     Setting("bridge.record_midi", "", "record the take to this MIDI file; \"\" records nothing", _text),
@@ -103,6 +114,28 @@ SETTINGS = [
     Setting("osc.rate_hz", 100.0, "most pitch and dynamics messages per second per input (onsets and notes are never dropped)", _float_range(1.0, 1000.0)),
 ]
 _BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def default(key: str) -> Any:
+    """The default of one [bridge] / [osc] setting (`"osc.rate_hz"` -> 100.0)."""
+    return _BY_KEY[key].default
+
+
+def user_config_path() -> Path:
+    """The per-user config file: ``$XDG_CONFIG_HOME/daw-bridge/config.toml``, where
+    ``XDG_CONFIG_HOME`` defaults to ``~/.config`` (and a relative value is ignored,
+    as the XDG spec says). `run` reads it, the TUI's `w` key saves to it."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"
+    return root / "daw-bridge" / "config.toml"
+
+
+def settings_path(explicit: Path | None) -> Path | None:
+    """The file `run` reads: ``--config`` when given, else the per-user file when it exists."""
+    if explicit is not None:
+        return explicit
+    user = user_config_path()
+    return user if user.is_file() else None
 
 
 def load(path: Path | None) -> dict[str, Any]:
@@ -132,11 +165,17 @@ def load(path: Path | None) -> dict[str, Any]:
             raise BridgeError(f"{where}unknown table '{section}' (expected bridge, osc, engine)")
         for name, value in table.items():
             set_value(out, f"{section}.{name}", value, where)
-    try:
-        rust_engine.EngineConfig(out["engine"])
-    except ValueError as e:
-        raise BridgeError(f"{where}engine.{e}" if not str(e).startswith("unknown") else f"{where}engine: {e}") from None
+    engine_config(out["engine"], where)
     return out
+
+
+def engine_config(engine: dict[str, Any], where: str = "") -> rust_engine.EngineConfig:
+    """The engine's config from an [engine] table; BridgeError names the key as
+    the file does (`engine.pitch.fmin_hz: must be >= 20 Hz`)."""
+    try:
+        return rust_engine.EngineConfig(engine)
+    except rust_engine.ConfigError as e:
+        raise BridgeError(f"{where}engine.{e.key}: {e.reason}") from None
 
 
 def set_value(settings: dict[str, Any], key: str, value: Any, where: str = "", label: str | None = None) -> None:
@@ -162,32 +201,6 @@ def _toml_value(v: Any) -> str:
     return repr(v)
 
 
-ENGINE_COMMENTS = {
-    "sample_rate": "offline only: the live bridge runs at the JACK server's rate",
-    "hop": "analysis hop in samples: one pitch and one dynamics event per hop",
-    "pitch.fmin_hz": "lowest pitch searched (sets the window: two periods)",
-    "pitch.fmax_hz": "highest pitch searched",
-    "pitch.yin_threshold": "YIN absolute threshold: lower is stricter",
-    "pitch.window": "analysis buffer in samples; 0 derives it from fmin_hz",
-    "onset.window": "spectral flux FFT size (power of two)",
-    "onset.compression": "log compression of magnitudes",
-    "onset.delta": "onset sensitivity: threshold above the moving median (lower is more sensitive)",
-    "onset.median_ms": "moving median length",
-    "onset.min_ioi_ms": "minimum time between onsets",
-    "dynamics.velocity_floor_db": "RMS level (dBFS) given velocity 1",
-    "dynamics.velocity_ceil_db": "RMS level (dBFS) given velocity 127",
-    "dynamics.velocity_curve": "exponent of the dB-to-velocity curve (<1 lifts soft notes)",
-    "dynamics.envelope_release_ms": "release of the smoothed envelope",
-    "notes.silence_db": "silence gate: quieter hops start no notes; open ones end 12 dB lower",
-    "notes.min_confidence": "pitch confidence needed for a note (0..1)",
-    "notes.hysteresis_cents": "how far past the half-semitone a pitch must move to change note",
-    "notes.change_ms": "how long a new pitch must last to change note",
-    "notes.min_note_ms": "shortest note",
-    "notes.release_ms": "silence or low confidence this long ends a note",
-    "notes.correct_ms": "a new pitch settling this soon after a note-on corrects it (0: never)",
-}
-
-
 def default_toml() -> str:
     """The default configuration as a commented TOML file."""
     lines = ["# daw-bridge configuration. Command-line flags override these values.", ""]
@@ -199,13 +212,14 @@ def default_toml() -> str:
             section = sec
         lines += [f"# {s.comment}", f"{name} = {_toml_value(s.default)}"]
     defaults = rust_engine.EngineConfig.defaults()
+    comments = dict(rust_engine.EngineConfig.docs())
     lines += ["", "[engine]"]
     for name, value in defaults.items():
         if not isinstance(value, dict):
-            lines += [f"# {ENGINE_COMMENTS[name]}", f"{name} = {_toml_value(value)}"]
+            lines += [f"# {comments[name]}", f"{name} = {_toml_value(value)}"]
     for sub, table in defaults.items():
         if isinstance(table, dict):
             lines += ["", f"[engine.{sub}]"]
             for name, value in table.items():
-                lines += [f"# {ENGINE_COMMENTS[f'{sub}.{name}']}", f"{name} = {_toml_value(value)}"]
+                lines += [f"# {comments[f'{sub}.{name}']}", f"{name} = {_toml_value(value)}"]
     return "\n".join(lines) + "\n"

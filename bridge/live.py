@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 
 import rust_engine
 
-from bridge import addresses, jackd, processes
+from bridge import addresses, jackd, params, processes
+from bridge.config import default, engine_config
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
@@ -53,20 +54,21 @@ T = TypeVar("T")
 
 @dataclass
 class LiveOptions:
-    """Everything `daw-bridge run` can be told (config file and flags merged)."""
+    """Everything `daw-bridge run` can be told (config file and flags merged); the
+    defaults are the config file's (`bridge.config.SETTINGS`)."""
 
-    client_name: str = addresses.CLIENT_NAME
-    inputs: int = 1
+    client_name: str = default("bridge.client_name")
+    inputs: int = default("bridge.inputs")
     connect: str | None = None
     osc: list[tuple[str, int]] = field(default_factory=list)
-    osc_prefix: str = addresses.DEFAULT_OSC_PREFIX
-    osc_rate: float = 100.0
-    bend_range: float = 0.0
+    osc_prefix: str = default("osc.prefix")
+    osc_rate: float = default("osc.rate_hz")
+    bend_range: float = default("bridge.bend_range")
     midi_port: str | None = None
-    midi_api: str = "jack"
+    midi_api: str = default("bridge.midi_api")
     record_midi: Path | None = None
     events: Path | None = None
-    checkpoint_s: float = 10.0
+    checkpoint_s: float = default("bridge.checkpoint_s")
     poll_ms: float = 5.0
 
 
@@ -99,18 +101,16 @@ class LiveRunner:
         self._connections: list[tuple[str, str]] = []
         self._midi_enabled = True
         self._osc_enabled = True
-        c = config.to_dict()
-        self._params = {
-            "onset.delta": c["onset"]["delta"],
-            "notes.silence_db": c["notes"]["silence_db"],
-            "notes.min_confidence": c["notes"]["min_confidence"],
-        }
+        self._params = params.values(config)
+        self.control_port: int | None = None
         # What the open client was last sent: the dispatch thread sends what differs.
         self._sent_params: dict[str, float] = {}
         self._sent_midi: bool | None = None
         self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
         self._rtmidi = (
-            RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
+            RtMidiOut(options.midi_port, options.midi_api, options.client_name + addresses.RTMIDI_CLIENT_SUFFIX)
+            if options.midi_port
+            else None
         )
         self._take: TakeRecorder | None = None
         # A take asked for (a recorder) or stopped (None), for the dispatch thread to swap in.
@@ -147,6 +147,7 @@ class LiveRunner:
                 self.options.client_name,
                 self.options.inputs,
                 self._config,
+                **addresses.port_names(self.options.inputs),
                 bend_range=self.options.bend_range,
                 owed_note_offs=list(owed),
             )
@@ -157,7 +158,7 @@ class LiveRunner:
         self._opened_at = time.time()
         inputs = [f"{bridge.name}:{addresses.input_port(k)}" for k in range(1, self.options.inputs + 1)]
         try:
-            self._watcher = PortWatcher(inputs, self.options.connect, client_name=f"{bridge.name}-graph")
+            self._watcher = PortWatcher(inputs, self.options.connect, client_name=bridge.name + addresses.GRAPH_CLIENT_SUFFIX)
         except Exception:
             bridge.close()
             raise
@@ -211,15 +212,15 @@ class LiveRunner:
             raise BridgeError("the bridge is busy; try again") from None
 
     def set_param(self, key: str, value: float) -> None:
-        if key not in self._params:
+        if key not in params.PARAMS:
             raise BridgeError(f"'{key}' cannot be changed while running")
         # Validate here, by the engine's own rules, so the UI hears about a bad value at once.
-        section, name = key.split(".")
+        section, name = params.split_key(key)
         settings = self._config.to_dict()
         settings[section][name] = value
         try:
             rust_engine.EngineConfig(settings)
-        except ValueError as e:
+        except rust_engine.ConfigError as e:
             raise BridgeError(str(e)) from None
         with self._lock:
             self._params[key] = value  # the dispatch thread passes it on
@@ -319,6 +320,7 @@ class LiveRunner:
                 params=dict(self._params),
                 status=self._status,
                 connected=connected,
+                control_port=self.control_port,
             )
 
     # -- dispatch thread -------------------------------------------------------
@@ -575,10 +577,7 @@ def run(
     interface on the runner in this thread until the user quits, and says
     whether it ended cleanly; the caller chooses it, so nothing here depends
     on a UI."""
-    try:
-        config = rust_engine.EngineConfig(engine)
-    except ValueError as e:
-        raise BridgeError(f"engine.{e}") from None
+    config = engine_config(engine)
     # SIGHUP (the terminal closed) stops the bridge as SIGTERM and Ctrl-C do: every note closed.
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_interrupt)
@@ -601,6 +600,8 @@ def run(
             from bridge.control import ControlServer
 
             control = ControlServer(runner, port=control_port)
+            runner.control_port = control.port
+            print(f"daw-bridge: control port 127.0.0.1:{control.port} ('daw-bridge tui --port {control.port}')", file=sys.stderr)
         runner.start()
         started = True
         snapshot = runner.snapshot()
@@ -648,7 +649,7 @@ def _start_demo_player(audio: Path, client: str, inputs: int) -> subprocess.Pope
         raise BridgeError(f"demo audio '{audio}' not found")
     ports = [arg for k in range(1, inputs + 1) for arg in ("--to", f"{client}:{addresses.input_port(k)}")]
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge.player", str(audio), "--name", f"{client}-demo", "--loop", *ports],
+        [sys.executable, "-m", "bridge.player", str(audio), "--name", client + addresses.DEMO_CLIENT_SUFFIX, "--loop", *ports],
         stdin=subprocess.DEVNULL,
         preexec_fn=processes.die_with_parent,  # also when the bridge is SIGKILLed; started from the main thread
     )

@@ -1,8 +1,9 @@
-"""The engine settings the UI may change while the bridge runs.
+"""The engine settings that may change while the bridge runs.
 
-One table for the keys, their steps and their limits, so the key bindings,
-the status line and the control server (which must refuse anything else)
-agree.
+The keys, ranges and docs are the engine's own (its settings table in
+`rust_engine/src/config.rs`, read through `EngineConfig.live_params()`): the
+control server, the runner and every UI check a value by the same rule the
+engine applies, and a new live setting needs no edit here.
 """
 
 from __future__ import annotations
@@ -10,39 +11,48 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import rust_engine
+
 
 @dataclass(frozen=True)
 class Param:
+    """One live-tunable setting: its dotted key, inclusive range and meaning."""
+
     key: str
-    label: str
-    step: float
     lo: float
     hi: float
-    fmt: str
-
-    def stepped(self, value: float, direction: int) -> float:
-        """`value` moved by one step up (+1) or down (-1), kept within the limits."""
-        # Rounding keeps repeated presses from drifting (0.1 + 0.2 = 0.30000000000000004).
-        return min(self.hi, max(self.lo, round(value + direction * self.step, 6)))
+    unit: str
+    doc: str
+    default: float
 
     def check(self, value: object) -> float:
         """The value as a float, or ValueError saying why it is not allowed."""
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{self.key} must be a number")
+        # Compared before any float(): a huge int stays exact and is refused, never an OverflowError.
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{self.key} must be a finite number")
         if not self.lo <= value <= self.hi:
-            raise ValueError(f"{self.key} must be from {self.lo:g} to {self.hi:g}")
+            unit = f" {self.unit}" if self.unit else ""
+            raise ValueError(f"{self.key} must be from {self.lo:g} to {self.hi:g}{unit}")
         return float(value)
 
-    def show(self, value: float) -> str:
-        return self.fmt.format(value)
+    def clamp(self, value: float) -> float:
+        """`value` kept within the range."""
+        return min(self.hi, max(self.lo, value))
 
 
-PARAMS: dict[str, Param] = {
-    p.key: p
-    for p in (
-        # Lower delta = a lower threshold above the median = more onsets.
-        Param("onset.delta", "onset δ", 0.005, 0.0, 1.0, "{:.3f}"),
-        Param("notes.silence_db", "gate", 3.0, -120.0, 0.0, "{:.0f} dB"),
-        Param("notes.min_confidence", "conf ≥", 0.05, 0.0, 1.0, "{:.2f}"),
-    )
-}
+PARAMS: dict[str, Param] = {p["key"]: Param(**p) for p in rust_engine.EngineConfig.live_params()}
+"""Every live-tunable setting by key, in the engine's order."""
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """`"notes.silence_db"` -> `("notes", "silence_db")`: the [engine] table layout."""
+    section, _, name = key.partition(".")
+    return section, name
+
+
+def values(config: rust_engine.EngineConfig) -> dict[str, float]:
+    """The live settings' values in `config`, by key."""
+    settings = config.to_dict()
+    return {key: float(settings[section][name]) for key in PARAMS for section, name in [split_key(key)]}

@@ -66,3 +66,5 @@ class Snapshot:
     params: dict[str, float]
     status: str
     connected: bool
+    control_port: int | None = None
+    """The loopback port `daw-bridge tui` attaches to, when serving one."""

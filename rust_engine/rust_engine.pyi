@@ -5,15 +5,44 @@ Every analysis runs hop by hop on an internal buffer, so the events do not
 depend on how the audio is split into blocks.
 """
 
-from typing import Any, Literal, Self, TypeAlias, final
+from typing import Any, Literal, Self, TypeAlias, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Analyzer", "EngineConfig", "Event", "LiveBridge", "marking_for_db"]
+__all__ = ["Analyzer", "ConfigError", "EngineConfig", "Event", "LiveBridge", "MAX_BEND_RANGE", "MAX_INPUTS", "marking_for_db"]
+
+MAX_INPUTS: int
+"""Most inputs one LiveBridge takes (input k plays on MIDI channel (k - 1) % 16)."""
+MAX_BEND_RANGE: float
+"""Widest ``bend_range`` a LiveBridge takes, in semitones."""
 
 # Stub-only names start with "_": they do not exist at run time.
 _EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
+
+class ConfigError(ValueError):
+    """A setting the engine cannot work with (or cannot change while running).
+
+    ``str(e)`` is the whole message (``"pitch.fmin_hz: must be >= 20 Hz"``);
+    ``key`` names the setting as in the TOML ``[engine]`` table and ``reason``
+    says what is wrong, so callers need not parse the message.
+    """
+
+    key: str
+    reason: str
+
+class _LiveParam(TypedDict):
+    """A setting that may change while the engine runs."""
+
+    key: str
+    """Dotted name, e.g. ``"notes.silence_db"``."""
+    lo: float
+    hi: float
+    """The inclusive range the engine accepts."""
+    unit: str
+    """Unit for display (``"dB"``), empty for plain numbers."""
+    doc: str
+    default: float
 
 @final
 class EngineConfig:
@@ -21,20 +50,30 @@ class EngineConfig:
 
     ``values`` is a nested mapping in the layout of the TOML ``[engine]`` table,
     e.g. ``{"hop": 128, "pitch": {"fmin_hz": 60.0}}``; missing keys keep their
-    defaults. Raises ``ValueError`` naming the key (``"pitch.fmin_hz: must be
-    >= 20 Hz"``, ``"unknown key 'pitch.foo'"``) for a bad or unknown setting.
+    defaults. ``hop`` and ``onset.window`` count samples: left at 0 (the default)
+    they follow ``sample_rate`` (128 and 1024 at 44.1/48 kHz, doubling per octave
+    of rate), as does ``pitch.window`` through ``fmin_hz``. Raises ``ConfigError``
+    naming the key (``"pitch.fmin_hz: must be >= 20 Hz"``, ``"unknown key
+    'pitch.foo'"``) for a bad or unknown setting.
     """
 
     def __new__(cls, values: dict[str, Any] | None = None) -> Self: ...
     @staticmethod
     def defaults() -> dict[str, Any]:
         """The default settings as a nested dict."""
+    @staticmethod
+    def docs() -> list[tuple[str, str]]:
+        """Every setting's dotted name and what it does, in file order."""
+    @staticmethod
+    def live_params() -> list[_LiveParam]:
+        """The settings ``set_param`` may change while running, with their ranges."""
     def to_dict(self) -> dict[str, Any]:
         """These settings as a nested dict (round-trips through ``EngineConfig``)."""
     @property
     def sample_rate(self) -> int: ...
     @property
-    def hop(self) -> int: ...
+    def hop(self) -> int:
+        """The hop in use, in samples (derived from the rate when left at 0)."""
 
 @final
 class Event:
@@ -106,17 +145,17 @@ class Analyzer:
     def reset(self) -> None:
         """Forgets all state (open notes are dropped: call ``all_notes_off`` first)."""
     def set_param(self, key: str, value: float) -> None:
-        """Changes one live-tunable setting: ``onset.delta``, ``notes.silence_db``
-        or ``notes.min_confidence``. Raises ``ValueError`` for another key or a
-        value out of range."""
+        """Changes one setting of ``EngineConfig.live_params()``. Raises
+        ``ConfigError`` for another key or a value out of range."""
 
 @final
 class LiveBridge:
     """A JACK client whose process callback runs one engine per input.
 
     Opens a client (never starting a server; the server is chosen as libjack
-    does, e.g. by ``JACK_DEFAULT_SERVER``), registers ``in_1`` ... ``in_N`` and
-    ``midi_out`` and activates it. The callback writes note-on / note-off (and
+    does, e.g. by ``JACK_DEFAULT_SERVER``), registers one audio port per name in
+    ``input_ports`` and the MIDI port ``midi_port`` (``bridge.addresses`` names
+    them) and activates it. The callback writes note-on / note-off (and
     pitch bend when ``bend_range`` > 0) at the frame where each became known,
     input k (1 to 64) on MIDI channel (k - 1) % 16. It never blocks or allocates: events leave
     through a lock-free ring that ``poll`` drains, controls enter through
@@ -125,15 +164,18 @@ class LiveBridge:
     ``owed_note_offs`` lists (input, note) pairs left sounding by a previous
     client (e.g. before a server loss); they are sent in the first cycle in
     which ``midi_out`` is connected to something.
-    Raises ``RuntimeError`` when no server can be reached and ``ValueError``
-    for bad settings.
+    Raises ``RuntimeError`` when no server can be reached, ``ConfigError`` for
+    bad settings and ``ValueError`` for a wrong number of ports.
     """
 
     def __new__(
         cls,
-        client_name: str = "daw-bridge",
-        inputs: int = 1,
+        client_name: str,
+        inputs: int,
         config: EngineConfig | None = None,
+        *,
+        input_ports: list[str],
+        midi_port: str,
         bend_range: float = 0.0,
         owed_note_offs: list[tuple[int, int]] = ...,
         queue_capacity: int = 65536,
@@ -155,7 +197,8 @@ class LiveBridge:
     def poll(self) -> list[Event]:
         """Takes the events produced since the last call (never blocks)."""
     def set_param(self, key: str, value: float) -> None:
-        """Changes ``onset.delta``, ``notes.silence_db`` or ``notes.min_confidence`` on every input."""
+        """Changes a setting of ``EngineConfig.live_params()`` on every input;
+        ``ConfigError`` for another key or a value out of range."""
     def set_midi_enabled(self, enabled: bool) -> None:
         """Mutes or unmutes MIDI output; muting sends note-offs for sounding notes."""
     def all_notes_off(self) -> None:

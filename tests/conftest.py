@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +16,9 @@ import pytest
 
 # The real dummy-jackd fixtures (jack_server, jack_server_factory, fresh_jack_server).
 pytest_plugins = ["jack_fixtures"]
+
+# The per-user config file that `run` reads must be the tests' own, never the developer's.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="daw-bridge-tests-config-")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "demo"

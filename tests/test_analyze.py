@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 
 import mido
 import numpy as np
@@ -124,3 +127,70 @@ def test_midi_ticks_are_exact_seconds_at_120_bpm(tmp_path):
 def test_block_size_is_validated_in_the_api_too():
     with pytest.raises(AnalysisError, match="--block"):
         analyze_file(DEMO_DIR / "demo.wav", block=0)
+
+
+def _fifo_writer(fifo, write) -> threading.Thread:
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("how", ["WAV bytes in slow pieces", "AU streamed by libsndfile"])
+def test_a_fifo_is_read_as_a_stream(tmp_path, how):
+    """A named pipe reports size 0 and cannot seek; it is read as it is written and
+    gives the same notes as the file (issue 12 #12)."""
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    wav_bytes = (DEMO_DIR / "demo.wav").read_bytes()
+    audio, rate = sf.read(DEMO_DIR / "demo.wav", dtype="float32")
+
+    def write_bytes() -> None:
+        with open(fifo, "wb") as f:
+            for i in range(0, len(wav_bytes), 65_536):
+                f.write(wav_bytes[i : i + 65_536])
+                f.flush()
+                time.sleep(0.01)
+
+    def write_soundfile() -> None:
+        # A streaming writer cannot go back to fill in a length: libsndfile writes a pipe
+        # only in formats whose header may leave it open, such as AU.
+        with sf.SoundFile(fifo, "w", samplerate=rate, channels=1, subtype="PCM_16", format="AU") as f:
+            for i in range(0, len(audio), 10_000):
+                f.write(audio[i : i + 10_000])
+
+    writer = _fifo_writer(fifo, write_bytes if how.startswith("WAV") else write_soundfile)
+    out = tmp_path / "out.jsonl"
+    result = analyze_file(fifo, events_out=out)
+    writer.join(timeout=30)
+    expected = analyze_file(DEMO_DIR / "demo.wav")
+    assert result == expected
+    assert result.frames == len(audio) and out.read_text().count("\n") == result.event_count
+
+
+def test_a_fifo_closed_without_data_is_a_clear_error(tmp_path):
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    writer = _fifo_writer(fifo, lambda: open(fifo, "wb").close())
+    with pytest.raises(AnalysisError, match="is a pipe that was closed without any data"):
+        analyze_file(fifo, midi_out=tmp_path / "out.mid")
+    writer.join(timeout=30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_a_fifo_with_a_header_and_no_samples_contains_no_audio(tmp_path):
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    header = tmp_path / "header.wav"
+    sf.write(header, np.zeros(0, np.float32), 48_000, subtype="PCM_16")
+    writer = _fifo_writer(fifo, lambda: fifo.write_bytes(header.read_bytes()))
+    with pytest.raises(AnalysisError, match="contains no audio"):
+        analyze_file(fifo, midi_out=tmp_path / "out.mid")
+    writer.join(timeout=30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["header.wav", "in.wav"]
+
+
+def test_a_setting_that_fails_at_the_files_rate_names_key_and_rate(tmp_path):
+    wav = tmp_path / "low.wav"
+    sf.write(wav, np.zeros(8000, np.float32), 8000)
+    with pytest.raises(AnalysisError, match=r"^engine\.pitch\.fmax_hz at 8000 Hz: must be above fmin_hz"):
+        analyze_file(wav, settings={"pitch": {"fmax_hz": 3000.0}})

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import time
 from pathlib import Path
 
 import mido
 import numpy as np
 import pytest
 import soundfile as sf
+
+from conftest import CLI, DEMO_DIR
 
 # A short melody over two octaves, getting louder, with silence between the notes.
 MELODY = [(57, 0.15, 0.50, -20.0), (64, 0.60, 0.95, -12.0), (72, 1.05, 1.45, -6.0)]
@@ -60,7 +65,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("subtype", "rate"),
-    [("PCM_16", 48000), ("PCM_24", 48000), ("PCM_32", 48000), ("FLOAT", 48000), ("PCM_16", 44100)],
+    [
+        ("PCM_16", 48000), ("PCM_24", 48000), ("PCM_32", 48000), ("FLOAT", 48000), ("PCM_16", 44100),
+        # Any rate with the default settings: sample counts follow the rate (issue 12 #11).
+        ("PCM_16", 8000), ("PCM_16", 22050), ("PCM_24", 96000), ("FLOAT", 192000), ("PCM_24", 384000),
+    ],
 )
 def test_formats_give_the_melody(cli, melody, tmp_path, subtype, rate):
     truth, render = melody
@@ -274,7 +283,7 @@ def test_bad_block(cli, melody, tmp_path, block):
     [
         (None, "cannot read config"),
         ("[engine\nhop = ", "not valid TOML"),
-        ("[engine]\nhop = 0\n", "hop"),
+        ("[engine]\nhop = 8\n", "hop"),
         ("[engine.pitch]\nfoo = 1\n", "foo"),
         ("engine = 3\n", "table"),
     ],
@@ -297,3 +306,204 @@ def test_bad_config(cli, melody, tmp_path, content, message):
 def test_usage_errors(cli, tmp_path, args):
     result = cli(*args, cwd=tmp_path)
     assert_clean_failure(result, tmp_path, set())
+
+
+# -- daw-bridge run: flags checked before anything starts (issue 12 #9, #10) -----------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--osc", "nosuchhost.invalid:9000"], "OSC target nosuchhost.invalid:9000: cannot resolve host"),
+        (["--osc", "127.0.0.1:9000", "--osc", "127.0.0.1:9000"], "OSC target 127.0.0.1:9000 given twice"),
+        (["--osc", "127.0.0.1:9000", "--osc", "localhost:9000"], "is the same address as 127.0.0.1:9000"),
+        (["--name", "x" * 50], "at most 49 fit JACK's limit"),
+        (["--name", ""], "--name: the JACK client name is empty"),
+        (["--name", "a:b"], "contains ':'"),
+        (["--name", "a\nb"], "contains a newline"),
+        (["--duration", "0"], "--duration: must be a positive, finite number"),
+        (["--duration", "-3"], "--duration: must be a positive, finite number"),
+        (["--duration", "nan"], "--duration: must be a positive, finite number"),
+        (["--duration", "inf"], "--duration: must be a positive, finite number"),
+        (["--control-port", "70000"], "--control-port: the control port must be from 0"),
+        (["--demo", "{tmp}/missing.wav"], "--demo: '{tmp}/missing.wav' does not exist"),
+        (["--demo", "{tmp}/not-audio.wav"], "--demo: cannot read '{tmp}/not-audio.wav' as audio"),
+        (["--demo", "{tmp}"], "is not a regular file"),
+        (["--record-midi", "{tmp}/no/such/dir/take.mid"], "directory '{tmp}/no/such/dir' does not exist"),
+    ],
+)
+def test_run_refuses_bad_flags_in_one_line(cli, tmp_path, monkeypatch, args, message):
+    """No server is running under this name: each error must come before JACK is even asked
+    (a bad take directory is reported as such, not as 'no JACK server')."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "dawbridge-nobody-here")
+    (tmp_path / "not-audio.wav").write_text("RIFF but not really\n")
+    result = cli("run", *(a.replace("{tmp}", str(tmp_path)) for a in args))
+    assert result.returncode == 2, result
+    assert result.stderr.splitlines() == [f"daw-bridge: error: {result.stderr.split('error: ', 1)[1].strip()}"]
+    assert message.replace("{tmp}", str(tmp_path)) in result.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "not-audio.wav"]
+
+
+def test_version(cli):
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"daw-bridge {version('daw-bridge')}")
+
+
+def _start_run(server, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "run", *args], env=server.env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_longest_name_runs_twice_with_its_helpers_and_reports_its_control_port(jack_server):
+    """49 bytes is the longest name accepted: two bridges under it (the second renamed
+    NAME-01 by jackd) both open their graph and demo clients; --control-port 0 reports the
+    port it got, and the snapshot a TUI reads carries it."""
+    from tui.remote import RemoteSource
+
+    name = "n" * 49
+    procs = [_start_run(jack_server, "--name", name, "--demo", str(DEMO_DIR / "demo.wav"),
+                        "--duration", "4", "--control-port", "0") for _ in range(2)]
+    ports = []
+    for proc in procs:
+        line = proc.stderr.readline()
+        match = re.match(r"daw-bridge: control port 127\.0\.0\.1:(\d+) ", line)
+        assert match, line + proc.stderr.read()
+        ports.append(int(match.group(1)))
+        source = RemoteSource("127.0.0.1", ports[-1])
+        try:
+            deadline = time.monotonic() + 20
+            while not (snap := source.snapshot()).connected and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert snap.control_port == ports[-1] != 0
+        finally:
+            source.close()
+    for proc in procs:
+        proc.wait(timeout=60)  # the output is a few kB, far less than a pipe holds
+    # Read through the text streams: communicate() would skip what readline() buffered.
+    outs = [(proc.stdout.read(), proc.stderr.read()) for proc in procs]
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "error" not in err, err
+        assert " on  E4" in out, (out, err)  # the demo's first note: the demo client played
+    assert len(set(ports)) == 2
+    running = sorted(re.search(r"running as '([^']*)'", err).group(1) for _, err in outs)
+    assert running[0] == name and re.fullmatch(rf"{name}-\d\d", running[1]), running
+
+
+def test_a_384_khz_server_runs_with_the_defaults(jack_server_factory, tmp_path):
+    """Sample counts follow the server's rate: the bridge opens at 384 kHz with no config
+    and finds the demo's notes (the player resamples it to the server's rate)."""
+    server = jack_server_factory(rate=384_000, period=2048, tag="r384k")
+    try:
+        proc = _start_run(server, "--demo", str(DEMO_DIR / "demo.wav"), "--duration", "4")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, err
+    assert "at 384000 Hz" in err and "Traceback" not in err, err
+    names = [line.split()[3] for line in out.splitlines() if " on  " in line]
+    truth = [n["name"] for n in json.loads((DEMO_DIR / "demo_notes.json").read_text())["notes"]]
+    assert len(names) >= 4 and names == truth[: len(names)], (names, err)
+
+
+# -- per-user settings (issue 12 #14) ---------------------------------------------------------
+
+
+def _bridge_with_control_port(server, *args: str) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """Starts `run --control-port 0`; returns it, its port and the stderr lines before that."""
+    proc = _start_run(server, "--control-port", "0", "--duration", "60", *args)
+    lines = []
+    while line := proc.stderr.readline():
+        if match := re.match(r"daw-bridge: control port 127\.0\.0\.1:(\d+) ", line):
+            return proc, int(match.group(1)), lines
+        lines.append(line)
+    proc.wait()
+    pytest.fail("".join(lines))
+
+
+def _params_when_running(port: int) -> dict[str, float]:
+    from tui.remote import RemoteSource
+
+    source = RemoteSource("127.0.0.1", port)
+    try:
+        deadline = time.monotonic() + 20
+        while not (snap := source.snapshot()).connected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return snap.params
+    finally:
+        source.close()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_settings_saved_with_w_are_loaded_at_the_next_start(jack_server, tmp_path, monkeypatch):
+    """`w` in the TUI saves to $XDG_CONFIG_HOME/daw-bridge/config.toml and says so; the next
+    `run` reads that file and says so; --config still overrides it."""
+    import asyncio
+
+    from textual.widgets._toast import Toast
+
+    from bridge import config
+    from tui.app import BridgeApp
+    from tui.remote import RemoteSource
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    user_file = tmp_path / "xdg" / "daw-bridge" / "config.toml"
+    assert config.user_config_path() == user_file
+    assert cli_out("config", "--path") == f"{user_file}\n"
+
+    proc, port, before = _bridge_with_control_port(jack_server)
+    assert not any("settings from" in line for line in before)
+    defaults = _params_when_running(port)
+
+    async def tune_and_save() -> list[str]:
+        source = RemoteSource("127.0.0.1", port)
+        app = BridgeApp(source)
+        try:
+            async with app.run_test(size=(100, 30), notifications=True) as pilot:
+                for _ in range(200):  # the first snapshot: keys before it only warn
+                    if app.last is not None:
+                        break
+                    await pilot.pause(0.05)
+                await pilot.press("O", "G", "G", "c", "w")
+                for _ in range(100):
+                    toasts = [t.render().plain for t in app.screen.query(Toast)]
+                    if any("saved to" in t for t in toasts):
+                        break
+                    await pilot.pause(0.05)
+                return toasts
+        finally:
+            source.close()
+
+    toasts = asyncio.run(tune_and_save())
+    tuned = _params_when_running(port)
+    _stop(proc)
+    assert any(f"saved to {user_file}" in t for t in toasts), toasts
+    assert tuned["notes.silence_db"] == defaults["notes.silence_db"] + 6
+    assert (user_file.parent.stat().st_mode & 0o777) == 0o700
+
+    proc, port, before = _bridge_with_control_port(jack_server)
+    assert f"daw-bridge: settings from {user_file}\n" in before
+    assert _params_when_running(port) == tuned != defaults
+    _stop(proc)
+
+    other = tmp_path / "other.toml"
+    other.write_text("[engine.onset]\ndelta = 0.25\n")
+    proc, port, before = _bridge_with_control_port(jack_server, "--config", str(other))
+    assert f"daw-bridge: settings from {other}\n" in before
+    assert _params_when_running(port) == {**defaults, "onset.delta": 0.25}
+    _stop(proc)
+
+
+def cli_out(*args: str) -> str:
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout

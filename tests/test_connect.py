@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 import jack
-from test_faults import bridges, control_connection, free_port, wait_until  # noqa: F401 - fixtures
 
 from bridge.portmatch import PortMatcher
+from test_faults import bridges, control_connection, free_port, wait_until  # noqa: F401 - fixtures
 
 pytest_plugins = ["jack_fixtures"]
 

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bridge.control import MAX_CLIENTS, ControlServer
+from conftest import CLI
 from signals import melody_audio
 from test_faults import (  # noqa: F401 - fixtures
     MELODY,
@@ -32,9 +35,6 @@ from test_faults import (  # noqa: F401 - fixtures
     players,
     wait_until,
 )
-
-from bridge.control import MAX_CLIENTS, ControlServer
-from conftest import CLI
 
 pytest_plugins = ["jack_fixtures"]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rust_engine import Analyzer, EngineConfig, marking_for_db
+from rust_engine import Analyzer, ConfigError, EngineConfig, marking_for_db
 
 import signals
 from signals import SR
@@ -39,26 +39,61 @@ def run(x: np.ndarray, blocks: list[int], config: EngineConfig | None = None) ->
 
 def test_config_defaults_round_trip_and_overrides():
     defaults = EngineConfig.defaults()
-    assert defaults["sample_rate"] == 48_000 and defaults["hop"] == 128
+    # Sample counts left at 0 follow the rate; at 48 kHz they are the figures every benchmark used.
+    assert defaults["sample_rate"] == 48_000 and defaults["hop"] == 0 == defaults["onset"]["window"]
+    assert EngineConfig(defaults).hop == EngineConfig().hop == Analyzer().hop == 128
     assert EngineConfig(defaults).to_dict() == defaults
     cfg = EngineConfig({"sample_rate": 44_100, "pitch": {"fmin_hz": 60}})
     assert cfg.sample_rate == 44_100 and cfg.to_dict()["pitch"]["fmin_hz"] == 60.0
+    assert [key for key, _ in EngineConfig.docs()][:3] == ["sample_rate", "hop", "pitch.fmin_hz"]
 
 
 @pytest.mark.parametrize(
-    ("values", "message"),
+    ("rate", "hop", "latency"),
+    [(8_000, 16, 200), (22_050, 64, 552), (44_100, 128, 1103), (48_000, 128, 1200), (96_000, 256, 2400),
+     (192_000, 512, 4800), (384_000, 1024, 9600)],
+)
+def test_defaults_follow_the_sample_rate(rate, hop, latency):
+    """Unset sample counts scale with the rate (a pitch window of two 40 Hz periods at any
+    rate); what the user set stays put."""
+    an = Analyzer(EngineConfig({"sample_rate": rate}))
+    assert (an.hop, an.latency_samples) == (hop, latency)
+    assert EngineConfig({"sample_rate": rate, "hop": 64}).hop == 64
+    assert EngineConfig({"hop": 64, "sample_rate": rate}).hop == 64
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "message"),
     [
-        ({"pitch": {"fmin_hz": 5}}, "pitch.fmin_hz: must be >= 20 Hz"),
-        ({"pitch": {"nope": 1}}, "unknown key 'pitch.nope'"),
-        ({"hop": 12.5}, "hop: must be a whole number"),
-        ({"notes": {"min_confidence": True}}, "notes.min_confidence: must be a number"),
-        ({"onset": {"delta": "high"}}, "onset.delta: must be a number"),
-        ({"onset": {"window": 1000}}, "onset.window: must be a power of two"),
+        ({"pitch": {"fmin_hz": 5}}, "pitch.fmin_hz", "pitch.fmin_hz: must be >= 20 Hz"),
+        ({"pitch": {"nope": 1}}, "pitch.nope", "unknown key 'pitch.nope'"),
+        ({"hop": 12.5}, "hop", "hop: must be a whole number"),
+        ({"notes": {"min_confidence": True}}, "notes.min_confidence", "notes.min_confidence: must be a number"),
+        ({"onset": {"delta": "high"}}, "onset.delta", "onset.delta: must be a number"),
+        ({"onset": {"window": 1000}}, "onset.window", "onset.window: must be a power of two"),
+        ({"sample_rate": 8000, "pitch": {"fmin_hz": 400}}, "pitch.fmin_hz", "pitch.fmin_hz: gives a pitch window"),
     ],
 )
-def test_bad_config_names_the_key(values, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_config_names_the_key(values, key, message):
+    with pytest.raises(ConfigError, match=message) as raised:
         EngineConfig(values)
+    assert isinstance(raised.value, ValueError)
+    assert raised.value.key == key and raised.value.reason in str(raised.value)
+
+
+def test_live_params_are_the_engines_ranges():
+    """The table the bridge and the TUI read: every entry is enforced by the engine at its limits."""
+    params = EngineConfig.live_params()
+    assert [p["key"] for p in params] == ["onset.delta", "notes.silence_db", "notes.min_confidence"]
+    for p in params:
+        assert p["lo"] < p["default"] < p["hi"] and p["doc"]
+        an = Analyzer()
+        an.set_param(p["key"], p["lo"])
+        an.set_param(p["key"], p["hi"])
+        for bad in (p["lo"] - 0.5, p["hi"] + 0.5):
+            with pytest.raises(ConfigError) as raised:
+                an.set_param(p["key"], bad)
+            assert raised.value.key == p["key"]
 
 
 def test_bad_blocks_are_refused_and_input_is_not_mutated():
@@ -111,8 +146,9 @@ def test_live_parameters_are_validated():
     an.set_param("onset.delta", 0.1)
     with pytest.raises(ValueError, match="notes.min_confidence"):
         an.set_param("notes.min_confidence", 2.0)
-    with pytest.raises(ValueError, match="cannot be changed while running"):
+    with pytest.raises(ConfigError, match="cannot be changed while running") as raised:
         an.set_param("hop", 64)
+    assert raised.value.key == "hop"
 
 
 def test_a_raised_silence_gate_mutes_quiet_notes():
@@ -146,3 +182,21 @@ _REFERENCE = run(_SIGNAL, [128])
 @given(st.lists(st.integers(min_value=1, max_value=8192), min_size=1, max_size=20))
 def test_events_do_not_depend_on_block_split(blocks):
     assert run(_SIGNAL, blocks) == _REFERENCE
+
+
+def test_bridge_and_tui_read_the_engines_live_table():
+    """One source for the live keys: the bridge's table is the engine's, and the TUI
+    presents exactly those keys (steps stay inside the engine's range)."""
+    from bridge import params
+    from tui import params as tui_params
+
+    engine = {p["key"]: p for p in EngineConfig.live_params()}
+    assert list(params.PARAMS) == list(engine) == list(tui_params.PARAMS)
+    for key, p in params.PARAMS.items():
+        assert (p.lo, p.hi, p.doc) == (engine[key]["lo"], engine[key]["hi"], engine[key]["doc"])
+        assert params.values(EngineConfig())[key] == p.default
+        control = tui_params.PARAMS[key]
+        assert control.stepped(p.hi, 1) == p.hi and control.stepped(p.lo, -1) == p.lo
+        for bad in (p.lo - 1, p.hi + 1, float("nan"), True, 10**400):
+            with pytest.raises(ValueError, match=key):
+                p.check(bad)

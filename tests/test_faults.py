@@ -771,8 +771,8 @@ def test_control_server_counts_what_it_refuses(jack_server, monkeypatch):
     """In process, where the counter is visible: every malformed line counts once."""
     import rust_engine
 
-    from bridge.live import LiveOptions, LiveRunner
     from bridge.control import ControlServer
+    from bridge.live import LiveOptions, LiveRunner
 
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     runner = LiveRunner(LiveOptions(client_name="flt-count"), rust_engine.EngineConfig({}))

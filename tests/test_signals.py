@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from bridge import jackd
+from conftest import DEMO_DIR
 from signals import harmonic
 from test_faults import (  # noqa: F401 - fixtures
     Bridge,
@@ -21,9 +24,6 @@ from test_faults import (  # noqa: F401 - fixtures
     wait_until,
 )
 from udp_capture import UdpCapture
-
-from bridge import jackd
-from conftest import DEMO_DIR
 
 pytest_plugins = ["jack_fixtures"]
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import jack
 import pytest
 
-from bridge import templates
+from bridge import addresses, templates
 from bridge.addresses import CLIENT_NAME, MIDI_OUT_PORT, input_port
 
 NEW_SESSION = shutil.which("ardour7-new_session")
@@ -169,7 +169,7 @@ def test_template_connects_ardour_to_the_running_bridge(
     }
 
     monkeypatch.setenv("JACK_DEFAULT_SERVER", fresh_jack_server.name)
-    bridge = rust_engine.LiveBridge(CLIENT_NAME, 1)
+    bridge = rust_engine.LiveBridge(CLIENT_NAME, 1, **addresses.port_names(1))
     probe = jack.Client("template-probe", no_start_server=True)
 
     def feeding() -> dict[str, set[str]]:

@@ -27,12 +27,12 @@ from textual.widgets import SelectionList, Static
 from textual.widgets._toast import Toast
 
 from bridge import config
+from bridge.control import ControlServer
 from bridge.errors import BridgeError
 from bridge.live import LiveOptions, LiveRunner
+from bridge.params import PARAMS
 from players import PlayerProcess
 from tui.app import BridgeApp
-from bridge.params import PARAMS
-from bridge.control import ControlServer
 from tui.remote import RemoteSource
 from tui.screens import HelpScreen, PortsScreen
 

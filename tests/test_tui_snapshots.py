@@ -14,8 +14,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from bridge.state import InputState, Snapshot
 from bridge.osc_out import TargetStats
+from bridge.state import InputState, Snapshot
 from tui.app import BridgeApp
 
 SCALE = [60, 62, 64, 65, 67, 69, 67, 65, 64, 62]

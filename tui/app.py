@@ -24,15 +24,15 @@ from textual.content import Content
 from textual.widgets import Footer, Static
 
 from bridge.analyze import note_name
+from bridge.config import user_config_path
 from bridge.errors import BridgeError
-from bridge.params import PARAMS
 from bridge.state import Snapshot
+from tui.params import PARAMS
 from tui.screens import HelpScreen, PortsScreen
 from tui.settings import save_params
 from tui.widgets import Meter, OnsetLamp, PianoRoll, Tuner
 
 MAX_FPS = 30.0
-DEFAULT_CONFIG = Path("daw-bridge.toml")
 
 
 class Source(Protocol):
@@ -92,22 +92,24 @@ def _light_terminal() -> bool:
     return bg in ("7", "15")
 
 
+def _param_bindings() -> list[Binding]:
+    """A down and an up key for each live setting, from the one table in tui/params.py."""
+    bindings = []
+    for key, p in PARAMS.items():
+        group = Binding.Group(p.group, compact=True)
+        for (letter, text), direction in ((p.down, -1), (p.up, 1)):
+            bindings.append(Binding(letter, f"param({key!r}, {direction})", text, group=group))
+    return bindings
+
+
 class BridgeApp(App[None]):
     """Monitor and steer a daw-bridge."""
 
     CSS_PATH = "app.tcss"
     TITLE = "daw-bridge"
 
-    _onset = Binding.Group("onset", compact=True)
-    _gate = Binding.Group("gate", compact=True)
-    _conf = Binding.Group("conf", compact=True)
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("o", "param('onset.delta', -1)", "onset δ down (more sensitive)", group=_onset),
-        Binding("O", "param('onset.delta', 1)", "onset δ up (less sensitive)", group=_onset),
-        Binding("g", "param('notes.silence_db', -1)", "silence gate down", group=_gate),
-        Binding("G", "param('notes.silence_db', 1)", "silence gate up", group=_gate),
-        Binding("c", "param('notes.min_confidence', -1)", "confidence down", group=_conf),
-        Binding("C", "param('notes.min_confidence', 1)", "confidence up", group=_conf),
+        *_param_bindings(),
         Binding("m", "toggle_midi", "MIDI"),
         Binding("s", "toggle_osc", "OSC"),
         Binding("r", "record", "rec"),
@@ -118,10 +120,15 @@ class BridgeApp(App[None]):
         Binding("q", "quit", "quit", show=False),  # in the help; the footer has no room at 80 columns
     ]
 
-    def __init__(self, source: Source, config_path: Path | None = None, fps: float = 20.0) -> None:
+    def __init__(
+        self, source: Source, config_path: Path | None = None, fps: float = 20.0, loaded_from: Path | None = None
+    ) -> None:
+        """`config_path` is where `w` saves (default: the per-user config file);
+        `loaded_from` the file the bridge's settings came from, said once on screen."""
         super().__init__()
         self.source = source
-        self.config_path = config_path or DEFAULT_CONFIG
+        self.config_path = config_path or user_config_path()
+        self.loaded_from = loaded_from
         self.fps = min(fps, MAX_FPS)
         self.last: Snapshot | None = None
         self.error: str | None = None
@@ -149,6 +156,8 @@ class BridgeApp(App[None]):
         self.jack.border_title = "JACK"
         self.poll()
         self.set_interval(1.0 / self.fps, self.poll)
+        if self.loaded_from is not None:
+            self.notify(f"settings loaded from {self.loaded_from}", markup=False)
 
     # -- display -------------------------------------------------------------------
 
@@ -224,6 +233,8 @@ class BridgeApp(App[None]):
         ]
         if snap.dropped_events:
             lines.append(Content.assemble(("dropped events ", "$text-error"), str(snap.dropped_events)))
+        if snap.control_port is not None:
+            lines.append(Content.assemble(("control ", "bold"), f"127.0.0.1:{snap.control_port}"))
         if snap.connections:
             lines += [Content.assemble(f"{dst.rpartition(':')[2]} ← ", (src, "$text-accent")) for src, dst in snap.connections]
         else:
@@ -305,7 +316,8 @@ class BridgeApp(App[None]):
         if snap is None:
             return
         params = {k: v for k, v in snap.params.items() if k in PARAMS}
-        if self._control("save settings", save_params, self.config_path, params):
+        make_dir = self.config_path == user_config_path()
+        if self._control("save settings", lambda: save_params(self.config_path, params, make_dir=make_dir)):
             self.notify(f"settings saved to {self.config_path}", markup=False)
 
     def action_toggle_theme(self) -> None:

@@ -44,7 +44,8 @@ def add_subcommand(commands: Any) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="TOML file the 'w' key saves the tuned settings to (default daw-bridge.toml)",
+        help="TOML file the 'w' key saves the tuned settings to (default: the per-user config "
+        "file 'daw-bridge run' reads, $XDG_CONFIG_HOME/daw-bridge/config.toml)",
     )
     p.set_defaults(handler=run)
 
@@ -66,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_on(runner: LiveRunner, config_path: Path | None) -> bool:
+def run_on(runner: LiveRunner, config_path: Path | None, loaded_from: Path | None = None) -> bool:
     """Runs the TUI on a runner in this process until the user quits (`daw-bridge run
     --tui`); False when the UI stopped with an error."""
     from tui.app import BridgeApp
 
-    app = BridgeApp(runner, config_path=config_path)
+    app = BridgeApp(runner, config_path=config_path, loaded_from=loaded_from)
     app.run()
     return not app.return_code

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bridge import config
 from bridge.errors import BridgeError
+from bridge.params import split_key
 
 _TABLE = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 
@@ -43,19 +44,25 @@ def _set_key(lines: list[str], table: str, name: str, value: float) -> list[str]
     return [*lines[: start + 1], text, *lines[start + 1 :]]
 
 
-def save_params(path: Path, params: dict[str, float]) -> None:
+def save_params(path: Path, params: dict[str, float], *, make_dir: bool = False) -> None:
     """Writes `params` ({"onset.delta": 0.03, ...}) into `[engine.<section>]` of `path`.
 
-    A missing file is created from the commented defaults. BridgeError when the
-    file cannot be read, edited safely or written; the file is then unchanged.
+    A missing file is created from the commented defaults; with `make_dir` (the
+    per-user config file) so is its directory, mode 0700 as XDG asks. BridgeError
+    when the file cannot be read, edited safely or written; the file is then unchanged.
     """
+    if make_dir:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise BridgeError(f"cannot create '{path.parent}': {e.strerror or e}") from None
     try:
         text = path.read_text() if path.exists() else config.default_toml()
     except (OSError, UnicodeDecodeError) as e:
         raise BridgeError(f"cannot read config '{path}': {e}") from None
     lines = text.splitlines()
     for key, value in params.items():
-        section, name = key.split(".")
+        section, name = split_key(key)
         lines = _set_key(lines, f"engine.{section}", name, float(value))
     directory = path.resolve().parent
     try:
@@ -83,6 +90,6 @@ def _check(written: Path, path: Path, params: dict[str, float]) -> None:
     except BridgeError as e:
         raise BridgeError(f"cannot save settings: {str(e).replace(str(written), str(path))}") from None
     for key, value in params.items():
-        section, name = key.split(".")
+        section, name = split_key(key)
         if engine.get(section, {}).get(name) != float(value):
             raise BridgeError(f"cannot update {key} in config '{path}' (edit it by hand)")

@@ -70,6 +70,12 @@ pub struct NoteConfig {
 }
 
 /// The whole engine's configuration.
+///
+/// The fields hold the values in use. `hop` and `onset.window` count samples,
+/// so unless they were set they follow the sample rate (`follows_rate`):
+/// [`EngineConfig::set_sample_rate`] derives them again. By name they read 0
+/// while they follow it, as `pitch.window` does, so a file that leaves them
+/// at 0 works at any rate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     pub sample_rate: u32,
@@ -79,6 +85,37 @@ pub struct EngineConfig {
     pub onset: OnsetConfig,
     pub dynamics: DynamicsConfig,
     pub notes: NoteConfig,
+    pub follows_rate: FollowsRate,
+}
+
+/// Which sample-counted settings were left to the sample rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowsRate {
+    pub hop: bool,
+    pub onset_window: bool,
+}
+
+/// The rate at which the derived hop and onset window take their reference
+/// values (128 and 1024 samples, about 2.7 and 21 ms).
+const REFERENCE_RATE: f32 = 48_000.0;
+const REFERENCE_HOP: usize = 128;
+const REFERENCE_ONSET_WINDOW: usize = 1024;
+/// Longest pitch window at the reference rate; it doubles with each octave of
+/// rate above it, so two periods of the default lowest pitch fit at 384 kHz.
+const REFERENCE_MAX_PITCH_WINDOW: usize = 16_384;
+
+/// Octaves from the reference rate to `sample_rate`, rounded: 0 at 44.1 and
+/// 48 kHz (so their settings never move), 1 at 88.2 / 96 kHz, -3 at 8 kHz.
+fn rate_octaves(sample_rate: u32) -> i32 {
+    (sample_rate as f32 / REFERENCE_RATE).log2().round() as i32
+}
+
+/// `reference` samples at 48 kHz scaled by whole octaves of rate, within `lo..=hi`.
+fn scaled(reference: usize, sample_rate: u32, lo: usize, hi: usize) -> usize {
+    let octaves = rate_octaves(sample_rate);
+    let shift = octaves.unsigned_abs().min(16);
+    let value = if octaves >= 0 { reference << shift } else { reference >> shift };
+    value.clamp(lo, hi)
 }
 
 impl Default for EngineConfig {
@@ -103,6 +140,7 @@ impl Default for EngineConfig {
                 release_ms: 20.0,
                 correct_ms: 100.0,
             },
+            follows_rate: FollowsRate { hop: true, onset_window: true },
         }
     }
 }
@@ -122,6 +160,22 @@ impl EngineConfig {
         ((ms * self.samples_per_ms() / self.hop as f32).round() as usize).max(1)
     }
 
+    /// Sets the sample rate and derives the sample-counted settings that follow it.
+    pub fn set_sample_rate(&mut self, sample_rate: u32) {
+        self.sample_rate = sample_rate;
+        if self.follows_rate.hop {
+            self.hop = scaled(REFERENCE_HOP, sample_rate, 16, 4096);
+        }
+        if self.follows_rate.onset_window {
+            self.onset.window = scaled(REFERENCE_ONSET_WINDOW, sample_rate, 128, 8192);
+        }
+    }
+
+    /// Longest pitch window allowed at this rate (see `REFERENCE_MAX_PITCH_WINDOW`).
+    pub fn max_pitch_window(&self) -> usize {
+        scaled(REFERENCE_MAX_PITCH_WINDOW, self.sample_rate, REFERENCE_MAX_PITCH_WINDOW, usize::MAX)
+    }
+
     /// The pitch analysis buffer length actually used.
     pub fn pitch_window(&self) -> usize {
         if self.pitch.window > 0 {
@@ -137,7 +191,18 @@ impl EngineConfig {
             if ok {
                 Ok(())
             } else {
-                Err(ConfigError { key, reason })
+                Err(ConfigError { key, reason: reason.into() })
+            }
+        }
+        fn check_live(param: LiveParam, value: f32) -> Result<(), ConfigError> {
+            let spec = param.spec();
+            if value.is_finite() && (spec.lo..=spec.hi).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError {
+                    key: spec.key,
+                    reason: format!("must be {}..{}{}", spec.lo, spec.hi, spec.unit).into(),
+                })
             }
         }
         let sr = self.sample_rate as f32;
@@ -152,10 +217,20 @@ impl EngineConfig {
         )?;
         check(p.yin_threshold > 0.0 && p.yin_threshold < 1.0, "pitch.yin_threshold", "must be in (0, 1)")?;
         let w = self.pitch_window();
+        let window_ok = (64..=self.max_pitch_window()).contains(&w) && w >= self.hop;
+        if self.pitch.window == 0 {
+            // Derived from fmin_hz: name the setting the user chose.
+            check(
+                window_ok,
+                "pitch.fmin_hz",
+                "gives a pitch window (two periods) shorter than 64 samples or the hop, or longer than \
+                 16384 samples (doubled for each octave of rate above 48 kHz)",
+            )?;
+        }
         check(
-            (64..=16_384).contains(&w) && w >= self.hop,
+            window_ok,
             "pitch.window",
-            "must be 64..16384 samples and at least the hop",
+            "must be 64..16384 samples (doubled for each octave of rate above 48 kHz) and at least the hop",
         )?;
         check(
             (w / 2) as f32 >= sr / p.fmax_hz * 2.0,
@@ -169,7 +244,7 @@ impl EngineConfig {
             "must be a power of two in 128..8192 and at least the hop",
         )?;
         check(o.compression.is_finite() && o.compression > 0.0, "onset.compression", "must be > 0")?;
-        check(o.delta.is_finite() && o.delta >= 0.0, "onset.delta", "must be >= 0")?;
+        check_live(LiveParam::OnsetDelta, o.delta)?;
         check(
             o.median_ms.is_finite() && (0.0..=2000.0).contains(&o.median_ms),
             "onset.median_ms",
@@ -202,12 +277,8 @@ impl EngineConfig {
             "must be 1..10000 ms",
         )?;
         let n = &self.notes;
-        check(
-            n.silence_db.is_finite() && (-120.0..=0.0).contains(&n.silence_db),
-            "notes.silence_db",
-            "must be -120..0 dB",
-        )?;
-        check((0.0..=1.0).contains(&n.min_confidence), "notes.min_confidence", "must be 0..1")?;
+        check_live(LiveParam::SilenceDb, n.silence_db)?;
+        check_live(LiveParam::MinConfidence, n.min_confidence)?;
         check(
             n.hysteresis_cents.is_finite() && (0.0..=49.0).contains(&n.hysteresis_cents),
             "notes.hysteresis_cents",
@@ -229,46 +300,56 @@ impl EngineConfig {
 struct Field {
     key: &'static str,
     whole: bool,
+    /// What the setting does, for the commented config file and the UI.
+    doc: &'static str,
     get: fn(&EngineConfig) -> f64,
     set: fn(&mut EngineConfig, f64),
 }
 
 macro_rules! fields {
-    ($( $key:literal, $whole:literal, $($path:ident).+ as $ty:ty; )*) => {
+    ($( $key:literal, $whole:literal, $($path:ident).+ as $ty:ty, $doc:literal; )*) => {
         [$( Field {
             key: $key,
             whole: $whole,
+            doc: $doc,
             get: |c| c.$($path).+ as f64,
             set: |c, v| c.$($path).+ = v as $ty,
         }, )*]
     };
 }
 
-/// The single table of settings: the TOML file, the Python dict and the
-/// generated defaults all go through it, in this order.
+/// The single table of settings: the TOML file, the Python dict, the
+/// generated defaults and their comments all go through it, in this order.
 const FIELDS: [Field; 22] = fields! {
-    "sample_rate", true, sample_rate as u32;
-    "hop", true, hop as usize;
-    "pitch.fmin_hz", false, pitch.fmin_hz as f32;
-    "pitch.fmax_hz", false, pitch.fmax_hz as f32;
-    "pitch.yin_threshold", false, pitch.yin_threshold as f32;
-    "pitch.window", true, pitch.window as usize;
-    "onset.window", true, onset.window as usize;
-    "onset.compression", false, onset.compression as f32;
-    "onset.delta", false, onset.delta as f32;
-    "onset.median_ms", false, onset.median_ms as f32;
-    "onset.min_ioi_ms", false, onset.min_ioi_ms as f32;
-    "dynamics.velocity_floor_db", false, dynamics.velocity_floor_db as f32;
-    "dynamics.velocity_ceil_db", false, dynamics.velocity_ceil_db as f32;
-    "dynamics.velocity_curve", false, dynamics.velocity_curve as f32;
-    "dynamics.envelope_release_ms", false, dynamics.envelope_release_ms as f32;
-    "notes.silence_db", false, notes.silence_db as f32;
-    "notes.min_confidence", false, notes.min_confidence as f32;
-    "notes.hysteresis_cents", false, notes.hysteresis_cents as f32;
-    "notes.change_ms", false, notes.change_ms as f32;
-    "notes.min_note_ms", false, notes.min_note_ms as f32;
-    "notes.release_ms", false, notes.release_ms as f32;
-    "notes.correct_ms", false, notes.correct_ms as f32;
+    "sample_rate", true, sample_rate as u32, "offline only: the live bridge runs at the JACK server's rate";
+    "hop", true, hop as usize,
+        "analysis hop in samples: one pitch and one dynamics event per hop; 0 follows the sample rate (128 at 44.1/48 kHz, doubling per octave of rate)";
+    "pitch.fmin_hz", false, pitch.fmin_hz as f32, "lowest pitch searched (sets the window: two periods)";
+    "pitch.fmax_hz", false, pitch.fmax_hz as f32, "highest pitch searched";
+    "pitch.yin_threshold", false, pitch.yin_threshold as f32, "YIN absolute threshold: lower is stricter";
+    "pitch.window", true, pitch.window as usize, "analysis buffer in samples; 0 derives it from fmin_hz";
+    "onset.window", true, onset.window as usize,
+        "spectral flux FFT size (power of two); 0 follows the sample rate (1024 at 44.1/48 kHz, doubling per octave of rate)";
+    "onset.compression", false, onset.compression as f32, "log compression of magnitudes";
+    "onset.delta", false, onset.delta as f32,
+        "onset sensitivity: threshold above the moving median (lower is more sensitive)";
+    "onset.median_ms", false, onset.median_ms as f32, "moving median length";
+    "onset.min_ioi_ms", false, onset.min_ioi_ms as f32, "minimum time between onsets";
+    "dynamics.velocity_floor_db", false, dynamics.velocity_floor_db as f32, "RMS level (dBFS) given velocity 1";
+    "dynamics.velocity_ceil_db", false, dynamics.velocity_ceil_db as f32, "RMS level (dBFS) given velocity 127";
+    "dynamics.velocity_curve", false, dynamics.velocity_curve as f32,
+        "exponent of the dB-to-velocity curve (<1 lifts soft notes)";
+    "dynamics.envelope_release_ms", false, dynamics.envelope_release_ms as f32, "release of the smoothed envelope";
+    "notes.silence_db", false, notes.silence_db as f32,
+        "silence gate: quieter hops start no notes; open ones end 12 dB lower";
+    "notes.min_confidence", false, notes.min_confidence as f32, "pitch confidence needed for a note (0..1)";
+    "notes.hysteresis_cents", false, notes.hysteresis_cents as f32,
+        "how far past the half-semitone a pitch must move to change note";
+    "notes.change_ms", false, notes.change_ms as f32, "how long a new pitch must last to change note";
+    "notes.min_note_ms", false, notes.min_note_ms as f32, "shortest note";
+    "notes.release_ms", false, notes.release_ms as f32, "silence or low confidence this long ends a note";
+    "notes.correct_ms", false, notes.correct_ms as f32,
+        "a new pitch settling this soon after a note-on corrects it (0: never)";
 };
 
 /// The settings that may change while the engine runs (from the UI).
@@ -279,22 +360,35 @@ pub enum LiveParam {
     MinConfidence,
 }
 
+/// A live-tunable setting and its range: `validate` and every UI read it here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveSpec {
+    pub param: LiveParam,
+    pub key: &'static str,
+    pub lo: f32,
+    pub hi: f32,
+    /// Unit for messages (" dB"), empty for plain numbers.
+    pub unit: &'static str,
+}
+
+/// Every live-tunable setting, in the order a UI lists them.
+pub const LIVE_PARAMS: [LiveSpec; 3] = [
+    LiveSpec { param: LiveParam::OnsetDelta, key: "onset.delta", lo: 0.0, hi: 1.0, unit: "" },
+    LiveSpec { param: LiveParam::SilenceDb, key: "notes.silence_db", lo: -120.0, hi: 0.0, unit: " dB" },
+    LiveSpec { param: LiveParam::MinConfidence, key: "notes.min_confidence", lo: 0.0, hi: 1.0, unit: "" },
+];
+
 impl LiveParam {
     pub fn from_key(key: &str) -> Option<Self> {
-        match key {
-            "onset.delta" => Some(Self::OnsetDelta),
-            "notes.silence_db" => Some(Self::SilenceDb),
-            "notes.min_confidence" => Some(Self::MinConfidence),
-            _ => None,
-        }
+        LIVE_PARAMS.iter().find(|s| s.key == key).map(|s| s.param)
+    }
+
+    pub fn spec(self) -> &'static LiveSpec {
+        LIVE_PARAMS.iter().find(|s| s.param == self).expect("every LiveParam is in LIVE_PARAMS")
     }
 
     pub fn key(self) -> &'static str {
-        match self {
-            Self::OnsetDelta => "onset.delta",
-            Self::SilenceDb => "notes.silence_db",
-            Self::MinConfidence => "notes.min_confidence",
-        }
+        self.spec().key
     }
 }
 
@@ -311,9 +405,25 @@ impl EngineConfig {
         FIELDS.iter().map(|f| f.key)
     }
 
-    /// A setting by its dotted name (`"pitch.fmin_hz"`).
+    /// A setting by its dotted name (`"pitch.fmin_hz"`); 0 for a setting
+    /// that follows the sample rate.
     pub fn get(&self, key: &str) -> Option<f64> {
-        FIELDS.iter().find(|f| f.key == key).map(|f| (f.get)(self))
+        let field = FIELDS.iter().find(|f| f.key == key)?;
+        Some(if self.follows_rate_flag(key).is_some_and(|f| f) { 0.0 } else { (field.get)(self) })
+    }
+
+    /// What a setting does, by its dotted name.
+    pub fn doc(key: &str) -> Option<&'static str> {
+        FIELDS.iter().find(|f| f.key == key).map(|f| f.doc)
+    }
+
+    /// Whether the setting `key` follows the sample rate, for the two that can.
+    fn follows_rate_flag(&self, key: &str) -> Option<bool> {
+        match key {
+            "hop" => Some(self.follows_rate.hop),
+            "onset.window" => Some(self.follows_rate.onset_window),
+            _ => None,
+        }
     }
 
     /// Whether a setting takes whole numbers only.
@@ -326,12 +436,28 @@ impl EngineConfig {
     pub fn set(&mut self, key: &str, value: f64) -> Result<(), SetError> {
         let field = FIELDS.iter().find(|f| f.key == key).ok_or(SetError::UnknownKey)?;
         if !value.is_finite() {
-            return Err(SetError::Invalid(ConfigError { key: field.key, reason: "must be a finite number" }));
+            return Err(SetError::Invalid(ConfigError { key: field.key, reason: "must be a finite number".into() }));
         }
         if field.whole && (value.fract() != 0.0 || !(0.0..=u32::MAX as f64).contains(&value)) {
-            return Err(SetError::Invalid(ConfigError { key: field.key, reason: "must be a whole number >= 0" }));
+            return Err(SetError::Invalid(ConfigError {
+                key: field.key,
+                reason: "must be a whole number >= 0".into(),
+            }));
         }
-        (field.set)(self, value);
+        match field.key {
+            "sample_rate" => self.set_sample_rate(value as u32),
+            "hop" => {
+                self.follows_rate.hop = value == 0.0;
+                (field.set)(self, value);
+                self.set_sample_rate(self.sample_rate);
+            }
+            "onset.window" => {
+                self.follows_rate.onset_window = value == 0.0;
+                (field.set)(self, value);
+                self.set_sample_rate(self.sample_rate);
+            }
+            _ => (field.set)(self, value),
+        }
         Ok(())
     }
 }
@@ -371,5 +497,56 @@ mod tests {
         assert_eq!(c, defaults);
         assert_eq!(c.set("pitch.nope", 1.0), Err(SetError::UnknownKey));
         assert!(matches!(c.set("hop", 1.5), Err(SetError::Invalid(_))));
+        assert!(EngineConfig::keys().all(|k| EngineConfig::doc(k).is_some_and(|d| !d.is_empty())));
+    }
+
+    #[test]
+    fn unset_sample_counts_follow_the_rate() {
+        let at = |sr: u32| {
+            let mut c = EngineConfig::default();
+            c.set("sample_rate", sr as f64).unwrap();
+            c.validate().unwrap_or_else(|e| panic!("{sr} Hz: {e}"));
+            (c.hop, c.onset.window, c.pitch_window())
+        };
+        // 44.1 and 48 kHz keep the figures every benchmark was measured with.
+        assert_eq!(at(48_000), (128, 1024, 2400));
+        assert_eq!(at(44_100), (128, 1024, 2206));
+        assert_eq!(at(8_000), (16, 128, 400));
+        assert_eq!(at(22_050), (64, 512, 1104));
+        assert_eq!(at(96_000), (256, 2048, 4800));
+        assert_eq!(at(192_000), (512, 4096, 9600));
+        assert_eq!(at(384_000), (1024, 8192, 19_200));
+        // Read by name they are 0 (following), and a set value stays put.
+        let mut c = EngineConfig::default();
+        assert_eq!(c.get("hop"), Some(0.0));
+        c.set("hop", 256.0).unwrap();
+        c.set("sample_rate", 8000.0).unwrap();
+        assert_eq!((c.hop, c.get("hop"), c.onset.window, c.get("onset.window")), (256, Some(256.0), 128, Some(0.0)));
+    }
+
+    #[test]
+    fn live_ranges_are_the_validated_ranges() {
+        for spec in LIVE_PARAMS {
+            assert_eq!(LiveParam::from_key(spec.key), Some(spec.param));
+            assert_eq!(spec.param.key(), spec.key);
+            for (v, ok) in [(spec.lo, true), (spec.hi, true), (spec.lo - 0.01, false), (spec.hi + 0.01, false)] {
+                let mut c = EngineConfig::default();
+                c.set(spec.key, v as f64).unwrap();
+                assert_eq!(c.validate().is_ok(), ok, "{} = {v}", spec.key);
+                if !ok {
+                    assert_eq!(c.validate().unwrap_err().key, spec.key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_derived_window_names_fmin() {
+        let mut c = EngineConfig::default();
+        c.set("sample_rate", 8_000.0).unwrap();
+        c.pitch.fmin_hz = 400.0; // two periods: 40 samples
+        assert_eq!(c.validate().unwrap_err().key, "pitch.fmin_hz");
+        c.pitch.window = 40;
+        assert_eq!(c.validate().unwrap_err().key, "pitch.window");
     }
 }

@@ -1,6 +1,7 @@
 //! Engine errors: construction errors are separate from processing errors,
 //! and both carry the data a caller needs to say what went wrong.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A configuration value the engine cannot work with.
@@ -8,7 +9,8 @@ use std::fmt;
 pub struct ConfigError {
     /// Dotted name of the offending setting, as in the TOML file (`pitch.fmin_hz`).
     pub key: &'static str,
-    pub reason: &'static str,
+    /// What is wrong, e.g. "must be 0..1"; built only when a setting is refused.
+    pub reason: Cow<'static, str>,
 }
 
 impl fmt::Display for ConfigError {

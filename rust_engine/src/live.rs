@@ -47,6 +47,9 @@ pub enum ControlMsg {
 /// Most inputs one client takes; input k plays on MIDI channel (k - 1) % 16.
 pub const MAX_INPUTS: usize = 64;
 
+/// Widest pitch bend range, in semitones (the MIDI RPN allows 0..127; 48 covers every synth's setting).
+pub const MAX_BEND_RANGE: f32 = 48.0;
+
 /// No note sounding, in `Shared::active`.
 const NO_NOTE: u8 = 255;
 
@@ -273,7 +276,10 @@ impl ProcessHandler for Processor {
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
     pub client_name: String,
-    pub inputs: usize,
+    /// Audio input port names, one per input (the caller names them: `bridge/addresses.py`).
+    pub input_ports: Vec<String>,
+    /// MIDI output port name.
+    pub midi_port: String,
     pub engine: EngineConfig,
     pub bend_range: f32,
     /// Capacity of the event ring, in events.
@@ -323,23 +329,24 @@ pub struct LiveBridge {
 }
 
 impl LiveBridge {
-    /// Opens the JACK client (never starting a server), registers `in_1`..`in_N`
-    /// and `midi_out`, and activates it. The engine runs at the server's rate.
+    /// Opens the JACK client (never starting a server), registers the input
+    /// ports and the MIDI port, and activates it. The engine runs at the server's rate.
     pub fn open(cfg: LiveConfig) -> Result<Self, LiveError> {
-        if !(1..=MAX_INPUTS).contains(&cfg.inputs) {
-            return Err(LiveError::BadInputs(cfg.inputs));
+        let n_inputs = cfg.input_ports.len();
+        if !(1..=MAX_INPUTS).contains(&n_inputs) {
+            return Err(LiveError::BadInputs(n_inputs));
         }
         let (client, _status) =
             Client::new(&cfg.client_name, ClientOptions::NO_START_SERVER).map_err(LiveError::Jack)?;
         let mut engine_cfg = cfg.engine.clone();
-        engine_cfg.sample_rate = client.sample_rate();
-        let mut engines = Vec::with_capacity(cfg.inputs);
-        let mut inputs = Vec::with_capacity(cfg.inputs);
-        for k in 1..=cfg.inputs {
+        engine_cfg.set_sample_rate(client.sample_rate());
+        let mut engines = Vec::with_capacity(n_inputs);
+        let mut inputs = Vec::with_capacity(n_inputs);
+        for port in &cfg.input_ports {
             engines.push(Analyzer::new(engine_cfg.clone()).map_err(LiveError::Config)?);
-            inputs.push(client.register_port(&format!("in_{k}"), AudioIn::default()).map_err(LiveError::Jack)?);
+            inputs.push(client.register_port(port, AudioIn::default()).map_err(LiveError::Jack)?);
         }
-        let midi = client.register_port("midi_out", MidiOut::default()).map_err(LiveError::Jack)?;
+        let midi = client.register_port(&cfg.midi_port, MidiOut::default()).map_err(LiveError::Jack)?;
         let per_input = engines[0].max_events(MAX_BLOCK);
         let shared = Arc::new(Shared {
             xruns: AtomicU64::new(0),
@@ -349,7 +356,7 @@ impl LiveBridge {
             max_cycle_ns: AtomicU64::new(0),
             notes_off_done: AtomicU64::new(0),
             server_lost: AtomicBool::new(false),
-            active: (0..cfg.inputs).map(|_| AtomicU8::new(NO_NOTE)).collect(),
+            active: (0..n_inputs).map(|_| AtomicU8::new(NO_NOTE)).collect(),
         });
         let (tx, events) = RingBuffer::new(cfg.queue_capacity.max(1024));
         let (control, rx) = RingBuffer::new(256);
@@ -361,9 +368,9 @@ impl LiveBridge {
             engines,
             events: Vec::with_capacity(per_input),
             // Each engine event may add a bend and a note-off before a note-on.
-            outgoing: Vec::with_capacity(cfg.inputs * (per_input * 3 + 4) + owed_offs.len()),
+            outgoing: Vec::with_capacity(n_inputs * (per_input * 3 + 4) + owed_offs.len()),
             bend_range: cfg.bend_range,
-            last_bend: vec![BEND_CENTRE; cfg.inputs],
+            last_bend: vec![BEND_CENTRE; n_inputs],
             midi_enabled: true,
             finished: false,
             owed_offs,
@@ -380,7 +387,7 @@ impl LiveBridge {
         }
         let client =
             client.activate_async(Notifications { shared: shared.clone() }, processor).map_err(LiveError::Jack)?;
-        Ok(Self { client: Some(client), events, control, shared, name, sample_rate, inputs: cfg.inputs })
+        Ok(Self { client: Some(client), events, control, shared, name, sample_rate, inputs: n_inputs })
     }
 
     /// Current period size in frames.

@@ -6,24 +6,69 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 use crate::analyzer::Analyzer;
-use crate::config::{EngineConfig, LiveParam, SetError, MAX_BLOCK};
+use crate::config::{EngineConfig, LiveParam, SetError, LIVE_PARAMS, MAX_BLOCK};
+use crate::error;
 use crate::event::{Event, EventData};
-use crate::live::{ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent};
+use crate::live::{ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent, MAX_BEND_RANGE, MAX_INPUTS};
+
+// -- errors: every engine error becomes a Python exception here, and only here --
+
+pyo3::create_exception!(
+    rust_engine,
+    ConfigError,
+    PyValueError,
+    "A setting the engine cannot work with: `key` names it (\"pitch.fmin_hz\"), `reason` says why."
+);
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
+/// A `ConfigError` whose message is `message`, carrying `key` and `reason`.
+fn config_error(key: &str, reason: &str, message: String) -> PyErr {
+    Python::attach(|py| {
+        let err = ConfigError::new_err(message);
+        let value = err.value(py);
+        match value.setattr("key", key).and_then(|_| value.setattr("reason", reason)) {
+            Ok(()) => err,
+            Err(e) => e,
+        }
+    })
+}
+
+impl From<error::ConfigError> for PyErr {
+    fn from(e: error::ConfigError) -> Self {
+        config_error(e.key, &e.reason, e.to_string())
+    }
+}
+
+/// The error for setting `key`: an unknown key is a ConfigError too.
+fn set_error(key: &str, e: SetError) -> PyErr {
+    match e {
+        SetError::UnknownKey => config_error(key, "unknown key", format!("unknown key '{key}'")),
+        SetError::Invalid(e) => e.into(),
+    }
+}
+
+impl From<LiveError> for PyErr {
+    fn from(e: LiveError) -> Self {
+        match e {
+            LiveError::Jack(e) => PyRuntimeError::new_err(format!("cannot open a JACK client: {e}")),
+            LiveError::Config(e) => e.into(),
+            other => value_error(other),
+        }
+    }
+}
+
 /// Sets one value from Python, with the errors a user can act on.
 fn set_value(cfg: &mut EngineConfig, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
     if value.is_instance_of::<PyBool>() {
-        return Err(value_error(format!("{key}: must be a number, not a boolean")));
+        let reason = "must be a number, not a boolean";
+        return Err(config_error(key, reason, format!("{key}: {reason}")));
     }
-    let number: f64 = value.extract().map_err(|_| value_error(format!("{key}: must be a number")))?;
-    cfg.set(key, number).map_err(|e| match e {
-        SetError::UnknownKey => value_error(format!("unknown key '{key}'")),
-        SetError::Invalid(e) => value_error(e),
-    })
+    let number: f64 =
+        value.extract().map_err(|_| config_error(key, "must be a number", format!("{key}: must be a number")))?;
+    cfg.set(key, number).map_err(|e| set_error(key, e))
 }
 
 #[pyclass(name = "EngineConfig", module = "rust_engine")]
@@ -50,13 +95,38 @@ impl PyEngineConfig {
                 Err(_) => set_value(&mut cfg, &name, &value)?,
             }
         }
-        cfg.validate().map_err(value_error)?;
+        cfg.validate()?;
         Ok(Self { inner: cfg })
     }
 
     #[staticmethod]
     fn defaults<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         to_dict(py, &EngineConfig::default())
+    }
+
+    /// Every setting's dotted name and what it does, in file order.
+    #[staticmethod]
+    fn docs() -> Vec<(&'static str, &'static str)> {
+        EngineConfig::keys().map(|k| (k, EngineConfig::doc(k).expect("key from the table"))).collect()
+    }
+
+    /// The settings that may change while running, with their ranges.
+    #[staticmethod]
+    fn live_params<'py>(py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let defaults = EngineConfig::default();
+        LIVE_PARAMS
+            .iter()
+            .map(|spec| {
+                let d = PyDict::new(py);
+                d.set_item("key", spec.key)?;
+                d.set_item("lo", spec.lo as f64)?;
+                d.set_item("hi", spec.hi as f64)?;
+                d.set_item("unit", spec.unit.trim())?;
+                d.set_item("doc", EngineConfig::doc(spec.key))?;
+                d.set_item("default", shortest(defaults.get(spec.key).expect("key from the table")))?;
+                Ok(d)
+            })
+            .collect()
     }
 
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -100,11 +170,15 @@ fn to_dict<'py>(py: Python<'py>, cfg: &EngineConfig) -> PyResult<Bound<'py, PyDi
         if EngineConfig::is_whole(key) {
             dict.set_item(leaf, value as u64)?;
         } else {
-            // Settings are f32 inside; round-trip through the shortest f32 text.
-            dict.set_item(leaf, format!("{}", value as f32).parse::<f64>().unwrap_or(value))?;
+            dict.set_item(leaf, shortest(value))?;
         }
     }
     Ok(root)
+}
+
+/// Settings are f32 inside; this gives the f64 of the shortest f32 text (0.02, not 0.0199999995).
+fn shortest(value: f64) -> f64 {
+    format!("{}", value as f32).parse::<f64>().unwrap_or(value)
 }
 
 #[pyclass(name = "Event", module = "rust_engine", frozen, get_all)]
@@ -236,7 +310,7 @@ impl PyAnalyzer {
     #[pyo3(signature = (config = None))]
     fn new(config: Option<PyRef<'_, PyEngineConfig>>) -> PyResult<Self> {
         let cfg = config.map(|c| c.inner.clone()).unwrap_or_default();
-        let inner = Analyzer::new(cfg).map_err(value_error)?;
+        let inner = Analyzer::new(cfg)?;
         let events = Vec::with_capacity(inner.max_events(MAX_BLOCK) + 1);
         Ok(Self { inner, events })
     }
@@ -306,14 +380,11 @@ impl PyAnalyzer {
 
 /// Checks a live-tunable value against the same rules as the config.
 fn check_live_value(cfg: &EngineConfig, key: &str, value: f64) -> PyResult<LiveParam> {
-    let param =
-        LiveParam::from_key(key).ok_or_else(|| value_error(format!("'{key}' cannot be changed while running")))?;
+    let reason = "cannot be changed while running";
+    let param = LiveParam::from_key(key).ok_or_else(|| config_error(key, reason, format!("'{key}' {reason}")))?;
     let mut check = cfg.clone();
-    check.set(key, value).map_err(|e| match e {
-        SetError::UnknownKey => PyRuntimeError::new_err("key table out of step"),
-        SetError::Invalid(e) => value_error(e),
-    })?;
-    check.validate().map_err(value_error)?;
+    check.set(key, value).map_err(|e| set_error(key, e))?;
+    check.validate()?;
     Ok(param)
 }
 
@@ -374,34 +445,38 @@ impl PyLiveBridge {
 #[pymethods]
 impl PyLiveBridge {
     #[new]
-    #[pyo3(signature = (client_name = "daw-bridge", inputs = 1, config = None, bend_range = 0.0, owed_note_offs = Vec::new(), queue_capacity = 65536))]
+    #[pyo3(signature = (client_name, inputs, config = None, *, input_ports, midi_port, bend_range = 0.0, owed_note_offs = Vec::new(), queue_capacity = 65536))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         client_name: &str,
         inputs: usize,
         config: Option<PyRef<'_, PyEngineConfig>>,
+        input_ports: Vec<String>,
+        midi_port: String,
         bend_range: f32,
         owed_note_offs: Vec<(u8, u8)>,
         queue_capacity: usize,
     ) -> PyResult<Self> {
-        if !(0.0..=48.0).contains(&bend_range) {
-            return Err(value_error("bend_range must be 0..48 semitones"));
+        if !(0.0..=MAX_BEND_RANGE).contains(&bend_range) {
+            return Err(value_error(format!("bend_range must be 0..{MAX_BEND_RANGE} semitones")));
+        }
+        if input_ports.len() != inputs {
+            return Err(value_error(format!("input_ports must name {inputs} ports, got {}", input_ports.len())));
         }
         let engine = config.map(|c| c.inner.clone()).unwrap_or_default();
         let cfg = LiveConfig {
             client_name: client_name.to_string(),
-            inputs,
+            input_ports,
+            midi_port,
             engine: engine.clone(),
             bend_range,
             queue_capacity,
             owed_note_offs,
         };
-        let inner = py.detach(|| LiveBridge::open(cfg)).map_err(|e| match e {
-            LiveError::Jack(e) => PyRuntimeError::new_err(format!("cannot open a JACK client: {e}")),
-            other => value_error(other),
-        })?;
+        let inner = py.detach(|| LiveBridge::open(cfg))?;
         let mut config = engine;
-        config.sample_rate = inner.sample_rate;
+        config.set_sample_rate(inner.sample_rate);
         let state = LiveState { bridge: inner, drained: Vec::with_capacity(queue_capacity) };
         Ok(Self { live: std::sync::Mutex::new(state), config })
     }
@@ -495,11 +570,26 @@ fn marking_for_db(db: f32) -> &'static str {
 
 #[pymodule]
 fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("ConfigError", m.py().get_type::<ConfigError>())?;
     m.add_class::<PyEngineConfig>()?;
     m.add_class::<PyAnalyzer>()?;
     m.add_class::<PyEvent>()?;
     m.add_class::<PyLiveBridge>()?;
     m.add_function(wrap_pyfunction!(marking_for_db, m)?)?;
-    m.add("__all__", ["Analyzer", "EngineConfig", "Event", "LiveBridge", "marking_for_db"])?;
+    m.add("MAX_INPUTS", MAX_INPUTS)?;
+    m.add("MAX_BEND_RANGE", MAX_BEND_RANGE as f64)?;
+    m.add(
+        "__all__",
+        [
+            "Analyzer",
+            "ConfigError",
+            "EngineConfig",
+            "Event",
+            "LiveBridge",
+            "MAX_BEND_RANGE",
+            "MAX_INPUTS",
+            "marking_for_db",
+        ],
+    )?;
     Ok(())
 }
