@@ -29,6 +29,8 @@ MIDI_OUT_PORT = "midi_out"
 """The JACK MIDI output port: input k plays on MIDI channel k."""
 
 DEFAULT_OSC_PREFIX = "/bridge"
+CONTROL_PORT = 9911
+"""TCP port on 127.0.0.1 of the control channel (`run --control-port`, `tui --port`)."""
 
 OscKind = Literal["pitch", "onset", "dynamics", "note"]
 OscType = Literal["f", "i"]

@@ -44,11 +44,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+from bridge import addresses
 from bridge.errors import BridgeError
 from bridge.params import PARAMS
 from bridge.state import InputState, Snapshot
 
-DEFAULT_PORT = 9911
+DEFAULT_PORT = addresses.CONTROL_PORT
 MAX_REQUEST = 8192
 """Longest request line in bytes; every valid request is far shorter."""
 MAX_CLIENTS = 8

@@ -10,7 +10,7 @@ from typing import Any, Literal, Self, TypeAlias, TypedDict, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Analyzer", "ConfigError", "EngineConfig", "Event", "LiveBridge", "MAX_BEND_RANGE", "MAX_INPUTS", "marking_for_db"]
+__all__ = ["MAX_BEND_RANGE", "MAX_INPUTS", "Analyzer", "ConfigError", "EngineConfig", "Event", "LiveBridge", "marking_for_db"]
 
 MAX_INPUTS: int
 """Most inputs one LiveBridge takes (input k plays on MIDI channel (k - 1) % 16)."""

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.control import DEFAULT_PORT
+from bridge.addresses import CONTROL_PORT as DEFAULT_PORT
 from bridge.errors import BridgeError
 
 if TYPE_CHECKING:
