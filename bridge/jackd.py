@@ -159,7 +159,7 @@ class JackServer:
         with open(os.devnull, "wb") as devnull:
             process = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=devnull, stderr=devnull,
-                preexec_fn=processes.die_with_parent,
+                preexec_fn=processes.die_with_parent,  # noqa: PLW1509 - prctl must run in the child
             )
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline and not is_running(self.name):

@@ -276,7 +276,7 @@ class LiveRunner:
                 return
             try:
                 answer.set_result(question(self._watcher))
-            except Exception as e:  # the asker's problem, never the dispatch thread's
+            except Exception as e:  # noqa: BLE001 - the asker's problem, never the dispatch thread's
                 answer.set_exception(e)
 
         self.control(ask)
@@ -651,7 +651,8 @@ def _start_demo_player(audio: Path, client: str, inputs: int) -> subprocess.Pope
     return subprocess.Popen(
         [sys.executable, "-m", "bridge.player", str(audio), "--name", client + addresses.DEMO_CLIENT_SUFFIX, "--loop", *ports],
         stdin=subprocess.DEVNULL,
-        preexec_fn=processes.die_with_parent,  # also when the bridge is SIGKILLed; started from the main thread
+        # Also when the bridge is SIGKILLed; started from the main thread.
+        preexec_fn=processes.die_with_parent,  # noqa: PLW1509 - prctl must run in the child
     )
 
 

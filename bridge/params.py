@@ -28,7 +28,7 @@ class Param:
     def check(self, value: object) -> float:
         """The value as a float, or ValueError saying why it is not allowed."""
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{self.key} must be a number")
+            raise ValueError(f"{self.key} must be a number")  # noqa: TRY004 - one error type for every bad value
         # Compared before any float(): a huge int stays exact and is refused, never an OverflowError.
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{self.key} must be a finite number")

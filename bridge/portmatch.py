@@ -82,7 +82,7 @@ class PortMatcher:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
-            preexec_fn=processes.die_with_parent,
+            preexec_fn=processes.die_with_parent,  # noqa: PLW1509 - prctl must run in the child
         )
         _exchange(self._child, b"", START_TIMEOUT_S)  # its "ready"
         return self._child

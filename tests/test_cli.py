@@ -504,6 +504,6 @@ def test_settings_saved_with_w_are_loaded_at_the_next_start(jack_server, tmp_pat
 
 
 def cli_out(*args: str) -> str:
-    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout

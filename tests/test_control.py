@@ -118,7 +118,7 @@ def test_a_dead_dispatch_thread_is_reported_and_the_exit_status_says_so(jack_ser
     take = tmp_path / "take.mid"
     done = subprocess.run(
         [sys.executable, "-c", script, "run", "--name", "ctl-dead", "--record-midi", str(take), "--duration", "20"],
-        env=jack_server.env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=jack_server.env, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
     )
     assert done.returncode == 1, done.stderr
     assert "daw-bridge: error: the dispatch thread stopped" in done.stderr, done.stderr
@@ -225,7 +225,7 @@ def not_a_bridge(request: pytest.FixtureRequest) -> Iterator[int]:
 
 def test_tui_aimed_at_something_else_says_so(not_a_bridge: int) -> None:
     done = subprocess.run(
-        [*CLI, "tui", "--port", str(not_a_bridge)], capture_output=True, text=True, timeout=30,
+        [*CLI, "tui", "--port", str(not_a_bridge)], capture_output=True, text=True, timeout=30, check=False,
         stdin=subprocess.DEVNULL,
     )
     lines = done.stderr.strip().splitlines()

@@ -77,7 +77,7 @@ def main() -> int:
             [sys.executable, "-m", "tui.screenshot", "--play", f"{client}-demo", f"{client}:in_1"],
             stdin=subprocess.PIPE,
             cwd=ROOT,
-            preexec_fn=processes.die_with_parent,
+            preexec_fn=processes.die_with_parent,  # noqa: PLW1509 - prctl must run in the child
         )
         asyncio.run(_shoot(runner, args.out, (width, height), args.seconds))
     finally:
