@@ -159,7 +159,9 @@ class LiveRunner:
         }
         self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
         self._rtmidi = (
-            RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi") if options.midi_port else None
+            RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi", options.bend_range)
+            if options.midi_port
+            else None
         )
         self._take: TakeRecorder | None = None
         self._checkpoint_failed = False
