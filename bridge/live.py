@@ -58,6 +58,8 @@ class LiveOptions:
     osc: list[tuple[str, int]] = field(default_factory=list)
     osc_prefix: str = addresses.DEFAULT_OSC_PREFIX
     osc_rate: float = 100.0
+    osc_silence: str = "once"
+    osc_timetag: str = "block"
     bend_range: float = 0.0
     midi_port: str | None = None
     midi_api: str = "jack"
@@ -157,7 +159,14 @@ class LiveRunner:
             "notes.silence_db": c["notes"]["silence_db"],
             "notes.min_confidence": c["notes"]["min_confidence"],
         }
-        self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
+        self._osc = (
+            OscSender(
+                options.osc, options.osc_prefix, options.inputs, options.osc_rate,
+                options.osc_silence, self._params["notes.silence_db"], options.osc_timetag,
+            )
+            if options.osc
+            else None
+        )
         self._rtmidi = (
             RtMidiOut(options.midi_port, options.midi_api, f"{options.client_name}-rtmidi", options.bend_range)
             if options.midi_port
@@ -253,6 +262,8 @@ class LiveRunner:
         except ValueError as e:
             raise BridgeError(str(e)) from None
         self._params[key] = value
+        if key == "notes.silence_db" and self._osc is not None:
+            self._osc.silence_db = value  # OSC's idea of silence follows the engine's gate
         self.control(lambda: self._bridge.set_param(key, value) if self._bridge else None)
 
     def set_midi_enabled(self, enabled: bool) -> None:
@@ -495,6 +506,8 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         osc=[parse_target(t) for t in o["targets"]],
         osc_prefix=o["prefix"],
         osc_rate=float(o["rate_hz"]),
+        osc_silence=o["silence"],
+        osc_timetag=o["timetag"],
         bend_range=float(b["bend_range"]),
         midi_port=b["midi_port"] or None,
         midi_api=b["midi_api"],
