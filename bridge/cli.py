@@ -180,6 +180,8 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--osc", action="append", metavar="HOST:PORT", help="send OSC here (repeatable)")
     p.add_argument("--osc-prefix", metavar="PREFIX", help="OSC address prefix (default /bridge)")
     p.add_argument("--osc-rate", type=float, metavar="HZ", help="most pitch/dynamics messages per second per input (default 100)")
+    p.add_argument("--osc-silence", choices=("once", "stream"), help="in silence send pitch and dynamics once, then nothing (default), or keep streaming")
+    p.add_argument("--osc-timetag", choices=("block", "immediate"), help="stamp bundles with their period's time (default) or 'immediately'")
     p.add_argument("--bend", type=float, nargs="?", const=2.0, metavar="SEMITONES", help="send pitch bend for the cents deviation, range in semitones (default 2)")
     p.add_argument("--midi-port", metavar="NAME", help="also send notes to this rtmidi port ('virtual' for a port of our own)")
     p.add_argument("--midi-api", choices=("jack", "alsa"), help="MIDI system for --midi-port (default jack)")
@@ -228,6 +230,8 @@ _FLAG_KEYS = [
     ("osc", "osc.targets"),
     ("osc_prefix", "osc.prefix"),
     ("osc_rate", "osc.rate_hz"),
+    ("osc_silence", "osc.silence"),
+    ("osc_timetag", "osc.timetag"),
 ]
 
 

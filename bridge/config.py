@@ -112,6 +112,8 @@ SETTINGS = [
     Setting("osc.targets", [], 'where OSC goes: ["127.0.0.1:9000", "192.168.1.20:7000"]', _targets),
     Setting("osc.prefix", addresses.DEFAULT_OSC_PREFIX, "address prefix: /bridge/pitch, /bridge/onset, ...", _osc_prefix),
     Setting("osc.rate_hz", 100.0, "most pitch and dynamics messages per second per input (onsets and notes are never dropped)", _float_range(1.0, 1000.0)),
+    Setting("osc.silence", "once", 'in silence (pitch unvoiced, level below notes.silence_db): "once" sends one last pitch and dynamics message, then nothing until sound returns; "stream" keeps sending', _choice("once", "stream")),
+    Setting("osc.timetag", "block", 'bundle timetags: "block" stamps each with its JACK period\'s time (already past on arrival); "immediate" for receivers that schedule by timetag (SuperCollider)', _choice("block", "immediate")),
 ]
 _BY_KEY = {s.key: s for s in SETTINGS}
 

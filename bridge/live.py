@@ -63,6 +63,8 @@ class LiveOptions:
     osc: list[tuple[str, int]] = field(default_factory=list)
     osc_prefix: str = default("osc.prefix")
     osc_rate: float = default("osc.rate_hz")
+    osc_silence: str = default("osc.silence")
+    osc_timetag: str = default("osc.timetag")
     bend_range: float = default("bridge.bend_range")
     midi_port: str | None = None
     midi_api: str = default("bridge.midi_api")
@@ -106,9 +108,19 @@ class LiveRunner:
         # What the open client was last sent: the dispatch thread sends what differs.
         self._sent_params: dict[str, float] = {}
         self._sent_midi: bool | None = None
-        self._osc = OscSender(options.osc, options.osc_prefix, options.inputs, options.osc_rate) if options.osc else None
+        self._osc = (
+            OscSender(
+                options.osc, options.osc_prefix, options.inputs, options.osc_rate,
+                options.osc_silence, self._params["notes.silence_db"], options.osc_timetag,
+            )
+            if options.osc
+            else None
+        )
         self._rtmidi = (
-            RtMidiOut(options.midi_port, options.midi_api, options.client_name + addresses.RTMIDI_CLIENT_SUFFIX)
+            RtMidiOut(
+                options.midi_port, options.midi_api, options.client_name + addresses.RTMIDI_CLIENT_SUFFIX,
+                options.bend_range,
+            )
             if options.midi_port
             else None
         )
@@ -224,6 +236,8 @@ class LiveRunner:
             raise BridgeError(str(e)) from None
         with self._lock:
             self._params[key] = value  # the dispatch thread passes it on
+        if key == "notes.silence_db" and self._osc is not None:
+            self._osc.silence_db = value  # OSC's idea of silence follows the engine's gate
 
     def set_midi_enabled(self, enabled: bool) -> None:
         self._midi_enabled = enabled  # the dispatch thread passes it on
@@ -441,6 +455,7 @@ class LiveRunner:
         if self._log is not None:
             self._log.write(events)
         if self._rtmidi is not None:
+            self._rtmidi.set_enabled(self._midi_enabled)
             self._rtmidi.send(events)
         if self._osc is not None and self._osc_enabled:
             # One bundle per JACK period, stamped with the period's time.
@@ -545,6 +560,8 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         osc=[parse_target(t) for t in o["targets"]],
         osc_prefix=o["prefix"],
         osc_rate=float(o["rate_hz"]),
+        osc_silence=o["silence"],
+        osc_timetag=o["timetag"],
         bend_range=float(b["bend_range"]),
         midi_port=b["midi_port"] or None,
         midi_api=b["midi_api"],

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Self
 
-from pythonosc.osc_bundle_builder import OscBundleBuilder
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
-from rust_engine import Event
+from rust_engine import EngineConfig, Event
 
 from bridge.addresses import (
     DEFAULT_OSC_PREFIX,
@@ -37,6 +37,12 @@ from bridge.addresses import (
 )
 
 MAX_RATE_HZ = 10_000.0
+SILENCE_MODES = ("once", "stream")
+"""In silence, "once" sends one last pitch (unvoiced) and dynamics message per input and then
+nothing until sound returns; "stream" keeps sending them at the rate limit."""
+TIMETAGS = ("block", "immediate")
+"""Bundles stamped with their JACK period's time (already past on arrival), or OSC's
+"immediately" (1), for receivers such as SuperCollider that schedule by the timetag."""
 
 
 def parse_target(text: str) -> tuple[str, int]:
@@ -118,6 +124,12 @@ class OscSender:
     known when the interval starts; the values in between are dropped
     (counted in ``coalesced``). Onsets and notes are always sent.
 
+    With ``silence="once"`` a stream that falls silent (pitch unvoiced,
+    dynamics below ``silence_db``, the engine's gate) sends its first silent
+    value and then nothing until it sounds again: a receiver gets the change,
+    not a flood of zeros. ``timetag="immediate"`` stamps every bundle
+    "immediately" instead of with the block's time.
+
     Raises ValueError for a bad prefix, rate or target (unresolvable host,
     duplicate); sending itself never raises.
     """
@@ -128,8 +140,15 @@ class OscSender:
         prefix: str = DEFAULT_OSC_PREFIX,
         n_inputs: int = 1,
         rate_hz: float = 100.0,
+        silence: str = "once",
+        silence_db: float = EngineConfig.defaults()["notes"]["silence_db"],
+        timetag: str = "block",
     ) -> None:
         validate_prefix(prefix)
+        if silence not in SILENCE_MODES:
+            raise ValueError(f"OSC silence must be one of {', '.join(SILENCE_MODES)}, got {silence!r}")
+        if timetag not in TIMETAGS:
+            raise ValueError(f"OSC timetag must be one of {', '.join(TIMETAGS)}, got {timetag!r}")
         if not (math.isfinite(rate_hz) and 0 < rate_hz <= MAX_RATE_HZ):
             raise ValueError(
                 f"OSC rate must be above 0 and at most {MAX_RATE_HZ:g} Hz, got {rate_hz}"
@@ -144,6 +163,10 @@ class OscSender:
         self.prefix = prefix
         self.n_inputs = n_inputs
         self.rate_hz = rate_hz
+        self.silence = silence
+        self.silence_db = silence_db
+        """The engine's gate (``notes.silence_db``); the live runner updates it when that changes."""
+        self.timetag = timetag
         self._targets: list[_Target] = []
         try:
             for host, port in targets:
@@ -153,6 +176,7 @@ class OscSender:
             raise
         self._pending: dict[tuple[int, OscKind], Event] = {}
         self._last_interval: dict[tuple[int, OscKind], int] = {}
+        self._quiet: set[tuple[int, OscKind]] = set()  # streams whose last queued value was silent
         self._coalesced = 0
         self._lock = threading.Lock()  # stats are read from the UI thread
 
@@ -169,9 +193,15 @@ class OscSender:
                 continue
             input_ = event.input or 1  # offline events carry input 0
             if OSC_MESSAGES[kind].continuous:
-                if (input_, kind) in self._pending:
+                key = (input_, kind)
+                if self.silence == "once":
+                    silent = not event.voiced if kind == "pitch" else event.db < self.silence_db
+                    if silent and key in self._quiet:
+                        continue  # the silent value that marks the change is queued or sent already
+                    (self._quiet.add if silent else self._quiet.discard)(key)
+                if key in self._pending:
                     self._coalesced += 1
-                self._pending[(input_, kind)] = event
+                self._pending[key] = event
             else:
                 messages.append(self._message(event, input_, kind))
 
@@ -197,7 +227,8 @@ class OscSender:
     def _send(self, messages: list[OscMessage], timetag: float) -> None:
         if not messages:
             return
-        builder = OscBundleBuilder(timetag)  # type: ignore[arg-type]  # float seconds, as documented
+        stamp = IMMEDIATELY if self.timetag == "immediate" else timetag
+        builder = OscBundleBuilder(stamp)  # type: ignore[arg-type]  # float seconds, as documented
         for message in messages:
             builder.add_content(message)
         dgram = builder.build().dgram

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Prints the bridge's OSC streams: a starting point for driving visuals.
 
-    python examples/osc_receiver.py --port 9000
-    daw-bridge run --osc 127.0.0.1:9000          # in another terminal
+    python osc_receiver.py --port 9000                # on the visuals machine, e.g. 192.168.1.20
+    daw-bridge run --osc 192.168.1.20:9000            # on the bridge's machine
+
+It listens on every interface (``--host 0.0.0.0``), so a bridge on another
+machine reaches it; ``--host 127.0.0.1`` keeps it to this machine.
 
 One line per message: time, address and the arguments by name, e.g.
 ``12:00:01.250 /bridge/dynamics rms=0.1 peak=0.3 db=-20.0 velocity=64``.
-Only python-osc is needed, so it runs on a visuals machine without the
-bridge; when the bridge is importable the argument names come from
-bridge/addresses.py, else the values are printed unnamed.
+Only python-osc is needed (``pip install python-osc``), so it runs on a
+visuals machine without the bridge: the argument names are copied here from
+bridge/addresses.py, and a test keeps the copy equal to it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from typing import Any
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-try:
-    from bridge.addresses import OSC_MESSAGES
-
-    ARG_NAMES = {kind: [a.name for a in spec.args] for kind, spec in OSC_MESSAGES.items()}
-except ImportError:
-    ARG_NAMES = {}
+ARG_NAMES = {
+    "pitch": ["hz", "midi", "confidence"],
+    "onset": ["strength"],
+    "dynamics": ["rms", "peak", "db", "velocity"],
+    "note": ["note", "velocity"],
+}
 
 
 def describe(address: str, args: tuple[Any, ...]) -> str:
@@ -40,7 +43,7 @@ def describe(address: str, args: tuple[Any, ...]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Print the OSC messages daw-bridge sends.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default every interface; 127.0.0.1 for this machine only)")
     parser.add_argument("--port", type=int, default=9000, help="UDP port to listen on (default 9000)")
     parser.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     args = parser.parse_args()

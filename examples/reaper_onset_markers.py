@@ -2,7 +2,7 @@
 """Drops a REAPER marker at every onset the bridge detects.
 
     daw-bridge run --osc 127.0.0.1:9001
-    python examples/reaper_onset_markers.py --listen 9001 --reaper 127.0.0.1:8000
+    .venv/bin/python examples/reaper_onset_markers.py --listen 9001 --reaper 127.0.0.1:8000
 
 A REAPER OSC pattern file can only map an address to an action when the action
 number is in the address or is the argument; the bridge's /bridge/onset carries

@@ -11,6 +11,7 @@ import sys
 import time
 
 import mido
+import numpy as np
 import pytest
 import soundfile as sf
 from pythonosc.osc_message import OscMessage
@@ -227,3 +228,56 @@ def test_rtmidi_virtual_port_carries_the_notes(jack_server, monkeypatch):
         player.close()
     notes = [(n[0], n[3]) for n in midi_notes(player.midi)]
     assert notes == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
+
+
+def test_bend_reaches_the_rtmidi_port_as_it_reaches_midi_out(jack_server, monkeypatch):
+    """`--bend` with `--midi-port`: the rtmidi port carries the same notes and
+    pitch bends as the JACK port, byte for byte, in the same order."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    proc = start_bridge(jack_server, "--midi-port", "virtual", "--bend", "2")
+    gap = np.zeros(int(0.2 * SR), np.float32)
+    audio = np.concatenate([gap, harmonic(62.3, 0.5), gap, harmonic(68.75, 0.5), gap])  # sharp D4, flat A4
+    player = Player("test-player-bend", audio)
+    catcher = Player("test-catcher-bend", np.zeros(1, np.float32))
+    try:
+        catcher.start(midi_from="daw-bridge:midi_out", play=False)
+        player.start(["daw-bridge:in_1"], midi_from="daw-bridge-rtmidi:midi_out")
+        assert player.finished.wait(15)
+        time.sleep(0.3)
+    finally:
+        stop_bridge(proc)
+        player.close()
+        catcher.close()
+    via_rtmidi = [m for _, m in player.midi]
+    via_jack = [m for _, m in catcher.midi]
+    assert via_rtmidi == via_jack
+    bends = [(m[2] << 7 | m[1]) - 8192 for m in via_rtmidi if m[0] == 0xE0]
+    notes = [(n[0], n[3]) for n in midi_notes(player.midi)]
+    assert notes == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
+    # +30 cents is +1229 at a 2-semitone range, -25 cents is -1024; the note-on of A4 re-centres first.
+    assert any(1100 < b < 1350 for b in bends) and 0 in bends and any(-1150 < b < -900 for b in bends), bends
+
+
+def test_osc_goes_quiet_in_silence_and_can_stamp_bundles_immediately(jack_server, monkeypatch):
+    """Through `run`: `--osc-timetag immediate` stamps every bundle "immediately", and
+    after the melody the pitch and dynamics streams send one silent value each, then nothing."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    osc = UdpCapture()
+    proc = start_bridge(jack_server, "--osc", f"127.0.0.1:{osc.port}", "--osc-timetag", "immediate")
+    audio, _ = melody_audio(MELODY[:2])
+    player = Player("test-player-quiet", audio)
+    try:
+        player.start(["daw-bridge:in_1"])
+        assert player.finished.wait(15)
+        time.sleep(1.0)  # the player keeps feeding zeros: 375 silent hops
+    finally:
+        stop_bridge(proc)
+        player.close()
+        osc.close()
+    assert {d[8:16] for d in osc.datagrams} == {(1).to_bytes(8, "big")}
+    messages = [(m.address, tuple(m.params)) for m in osc.messages()]
+    assert [args[0] for a, args in messages if a == "/bridge/note" and args[1] > 0] == MELODY[:2]
+    pitch = [args for a, args in messages if a == "/bridge/pitch"]
+    dynamics = [args for a, args in messages if a == "/bridge/dynamics"]
+    assert pitch[-1][0] == 0.0 and pitch[-2][0] > 0  # one unvoiced value ends the stream
+    assert dynamics[-1][2] < -50 <= dynamics[-2][2]

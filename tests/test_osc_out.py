@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_bundle_builder import IMMEDIATELY
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_server import ThreadingOSCUDPServer
 from rust_engine import Analyzer, EngineConfig, Event
@@ -193,7 +194,7 @@ def test_continuous_streams_send_the_latest_value_once_per_interval(
     synth: ModuleType, raw: UdpCapture, rate_hz: float
 ) -> None:
     blocks = engine_blocks(synth, melody(synth), seconds=1.2)
-    with OscSender([("127.0.0.1", raw.port)], rate_hz=rate_hz) as sender:
+    with OscSender([("127.0.0.1", raw.port)], rate_hz=rate_hz, silence="stream") as sender:
         send_all(sender, blocks)
         expected = sender.stats()[f"127.0.0.1:{raw.port}"].messages
         coalesced = sender.coalesced
@@ -233,7 +234,7 @@ def test_a_held_back_value_goes_out_with_a_later_empty_block(
 ) -> None:
     blocks = [b for b in engine_blocks(synth, melody(synth), seconds=0.5) if b.events]
     pitched = [b for b in blocks if any(e.kind == "pitch" for e in b.events)][10:12]
-    with OscSender([("127.0.0.1", raw.port)], rate_hz=10.0) as sender:
+    with OscSender([("127.0.0.1", raw.port)], rate_hz=10.0, silence="stream") as sender:
         t0 = math.floor(pitched[0].time * 10) / 10 + 0.001
         sender.send_block(pitched[0].events, t0)  # opens the interval: sent
         sender.send_block(pitched[1].events, t0 + 0.01)  # same interval: held back
@@ -253,7 +254,7 @@ def test_a_held_back_value_goes_out_with_a_later_empty_block(
 def test_several_inputs_use_numbered_addresses(synth: ModuleType, server: OscServer) -> None:
     one = engine_blocks(synth, melody(synth), seconds=1.0)
     two = engine_blocks(synth, melody(synth, offset=7), seconds=1.0)
-    with OscSender([("127.0.0.1", server.port)], n_inputs=2, rate_hz=50.0) as sender:
+    with OscSender([("127.0.0.1", server.port)], n_inputs=2, rate_hz=50.0, silence="stream") as sender:
         for b1, b2 in zip(one, two, strict=True):
             # Offline events carry input 0; tag them as the live bridge would.
             sender.send_block(_tagged(b1.events, 1) + _tagged(b2.events, 2), b1.time)
@@ -293,7 +294,7 @@ def test_refusing_target_is_counted_and_does_not_disturb_the_good_one(
 ) -> None:
     blocks = engine_blocks(synth, melody(synth), seconds=1.0)
     dead = closed_port()
-    with OscSender([("127.0.0.1", dead), ("127.0.0.1", raw.port)]) as sender:
+    with OscSender([("127.0.0.1", dead), ("127.0.0.1", raw.port)], silence="stream") as sender:
         send_all(sender, blocks)  # must not raise
         stats = sender.stats()
     good, bad = stats[f"127.0.0.1:{raw.port}"], stats[f"127.0.0.1:{dead}"]
@@ -429,3 +430,76 @@ def test_onsets_and_notes_are_never_dropped(synth: ModuleType, raw: UdpCapture) 
     assert sum(a == "/bridge/note" for a, _ in received) == 3 * sum(
         e.kind.startswith("note") for e in note.events
     )
+
+
+def silent(address: str, args: tuple[Any, ...], silence_db: float = -50.0) -> bool:
+    """Whether a pitch or dynamics message carries silence (unvoiced, or below the gate)."""
+    return args[0] == 0.0 if address.endswith("pitch") else args[2] < silence_db
+
+
+@pytest.mark.parametrize("kind", ["pitch", "dynamics"])
+def test_in_silence_one_last_value_then_nothing_until_sound_returns(
+    synth: ModuleType, raw: UdpCapture, kind: str
+) -> None:
+    # The melody, then 1 s of digital silence: 375 hops of unvoiced pitch at -120 dB.
+    blocks = engine_blocks(synth, melody(synth))
+    tail = blocks[-1].time
+    blocks += [Block(tail + (i + 1) * BLOCK_S, []) for i in range(375)]
+    with OscSender([("127.0.0.1", raw.port)]) as sender:
+        send_all(sender, blocks)
+        expected = sender.stats()[f"127.0.0.1:{raw.port}"].messages
+    wait_for(lambda: sum(len(list(b)) for b in raw.bundles()) >= expected)
+    address = f"/bridge/{kind}"
+    sent = [(b.timestamp, args) for b in raw.bundles() for a, args in messages_of(b) if a == address]
+    marks = [silent(address, args) for _, args in sent]
+    # The engine's own stream: runs of silent values, as the hops produced them.
+    stream = [(block.time, e) for block in blocks for e in block.events if e.kind == kind]
+    values = [(t, silent(address, expected_args(e))) for t, e in stream]
+    runs = [i for i in range(len(values)) if values[i][1] and (i == 0 or not values[i - 1][1])]
+    long_runs = [
+        i for i in runs
+        if next((t for t, q in values[i:] if not q), math.inf) - values[i][0] > 2 / sender.rate_hz
+    ]
+    # A silent value is never followed by another: one per pause, and the streams go quiet.
+    assert not any(a and b for a, b in zip(marks, marks[1:]))
+    # Every pause longer than two rate intervals got its one silent value, the last one included.
+    assert sum(marks) >= len(long_runs) >= 3
+    assert marks[-1] and sent[-1][0] < tail + 0.1
+    # In between, sound streams at the rate limit as before.
+    assert len(sent) - sum(marks) > 50
+
+
+def test_streaming_in_silence_is_a_choice(synth: ModuleType, raw: UdpCapture) -> None:
+    blocks = [Block(BASE_TIME + i * BLOCK_S, []) for i in range(375)]
+    analyzer = Analyzer(EngineConfig({"sample_rate": SR, "hop": HOP}))
+    blocks = [Block(b.time, analyzer.process(np.zeros(HOP, np.float32))) for b in blocks]
+    with OscSender([("127.0.0.1", raw.port)], rate_hz=50.0, silence="stream") as sender:
+        send_all(sender, blocks)
+        expected = sender.stats()[f"127.0.0.1:{raw.port}"].messages
+    wait_for(lambda: sum(len(list(b)) for b in raw.bundles()) >= expected)
+    received = [m for b in raw.bundles() for m in messages_of(b)]
+    # 1 s at 50 Hz: a value per interval, every one of them silence.
+    for kind in ("pitch", "dynamics"):
+        values = [args for a, args in received if a == f"/bridge/{kind}"]
+        assert len(values) >= 49 and all(silent(f"/bridge/{kind}", args) for args in values)
+
+
+def test_immediate_timetags(synth: ModuleType, raw: UdpCapture) -> None:
+    blocks = engine_blocks(synth, melody(synth), seconds=1.0)
+    with OscSender([("127.0.0.1", raw.port)], timetag="immediate") as sender:
+        send_all(sender, blocks)
+        sent = sender.stats()[f"127.0.0.1:{raw.port}"]
+    wait_for(lambda: len(raw.datagrams) >= sent.bundles)
+    assert len(raw.datagrams) == sent.bundles > 50
+    # OSC's "immediately" is the timetag 1 (0 seconds, fraction 1).
+    assert {d[8:16] for d in raw.datagrams} == {(1).to_bytes(8, "big")}
+    assert {b.timestamp for b in raw.bundles()} == {IMMEDIATELY}
+    notes = [tuple(m.params) for m in raw.messages() if m.address == "/bridge/note"]
+    assert [n for n, v in notes if v > 0] == [n.midi for n in melody(synth) if n.start < 1.0]
+
+
+def test_bad_silence_or_timetag_is_refused() -> None:
+    with pytest.raises(ValueError, match="silence"):
+        OscSender([], silence="never")
+    with pytest.raises(ValueError, match="timetag"):
+        OscSender([], timetag="now")

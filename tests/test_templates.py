@@ -13,6 +13,7 @@ import importlib.util
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -421,19 +422,29 @@ def _lines(stream, out: queue.Queue[str]) -> None:
         out.put(line)
 
 
-def test_receiver_example_prints_a_real_bundle() -> None:
+def test_receiver_example_prints_a_real_bundle(tmp_path: Path) -> None:
+    """As the README runs it on a visuals machine: a copy of the file, a Python with
+    python-osc and nothing else (no site-packages, no bridge), listening on every interface."""
+    import pythonosc
+
+    only_osc = tmp_path / "site"
+    only_osc.mkdir()
+    (only_osc / "pythonosc").symlink_to(Path(pythonosc.__file__).parent)
+    script = tmp_path / "osc_receiver.py"
+    shutil.copy(ROOT / "examples" / "osc_receiver.py", script)
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "osc_receiver.py"), "--port", "0", "--count", "3"],
+        [sys.executable, "-S", str(script), "--port", "0", "--count", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(only_osc), "PYTHONUNBUFFERED": "1"},
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
     try:
         first = lines.get(timeout=30)
-        port = int(re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", first).group(1))
+        port = int(re.fullmatch(r"listening on 0\.0\.0\.0:(\d+)\n", first).group(1))
 
         bundle = OscBundleBuilder(IMMEDIATELY)
         for kind, values in (("pitch", (440.0, 69.0, 0.9)), ("onset", (2.5,)), ("dynamics", (0.1, 0.3, -20.0, 64))):
@@ -455,3 +466,11 @@ def test_receiver_example_prints_a_real_bundle() -> None:
         "/bridge/onset strength=2.5",
         "/bridge/dynamics rms=0.1 peak=0.3 db=-20 velocity=64",
     ]
+
+
+def test_receiver_example_names_the_arguments_as_the_bridge_does() -> None:
+    spec = importlib.util.spec_from_file_location("osc_receiver", ROOT / "examples" / "osc_receiver.py")
+    assert spec is not None and spec.loader is not None
+    receiver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(receiver)
+    assert receiver.ARG_NAMES == {kind: [a.name for a in s.args] for kind, s in OSC_MESSAGES.items()}

@@ -149,6 +149,11 @@ def text(widget: Any) -> str:
     return str(widget.render().plain)
 
 
+def box(ports: SelectionList[str], row: int) -> str:
+    """The mark in the check box of the port list's visible row `row`."""
+    return ports.render_line(row).text[1]
+
+
 def toasts(app: BridgeApp) -> list[str]:
     return [t.render().plain for t in app.screen.query(Toast)]
 
@@ -333,11 +338,16 @@ def test_ports_screen_connects_and_disconnects(runner: LiveRunner, jack_server: 
                 ports.focus()
                 ports.highlighted = values.index(p.port)
                 target = f"{runner.snapshot().client}:in_1"
+                await pilot.pause()
+                row = values.index(p.port) - ports.scroll_offset.y
+                assert box(ports, row) == " "
                 await pilot.press("space")
                 await until(pilot, lambda: (p.port, target) in runner.snapshot().connections, "the connection")
                 assert p.port in ports.selected
+                assert box(ports, row) == "✓"
                 await pilot.press("space")
                 await until(pilot, lambda: (p.port, target) not in runner.snapshot().connections, "the disconnection")
+                assert box(ports, row) == " "
                 await pilot.press("escape")
                 assert not isinstance(app.screen, PortsScreen)
 
@@ -635,3 +645,52 @@ def test_tui_attaches_to_a_running_daw_bridge(jack_server: Any, cli_command: lis
         bridge.terminate()
         _, err = bridge.communicate(timeout=15)
     assert bridge.returncode == 0, err
+
+
+def test_jack_panel_lists_every_source_of_an_input(runner: LiveRunner, player: PlayerProcess) -> None:
+    """Two sources on in_1 at 80x24: both on the in_1 line, counted, none below the panel's edge."""
+    other = SilentSource(unique("tui-second"))
+    try:
+        client = runner.snapshot().client
+        runner.connect(other.port, 1)
+
+        async def go() -> None:
+            app = BridgeApp(runner)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: other.port in text(app.jack), "the second source on screen")
+                lines = text(app.jack).splitlines()
+                assert len(lines) <= app.jack.content_size.height
+                line = next(ln for ln in lines if ln.startswith("in_1 ← "))
+                assert line.startswith("in_1 ← (2) ") and player.port in line and other.port in line
+                assert sorted(src for src, dst in runner.snapshot().connections if dst == f"{client}:in_1") == sorted(
+                    [player.port, other.port]
+                )
+
+        run(go())
+    finally:
+        other.close()
+
+
+def test_two_inputs_both_on_screen_at_80x24(jack_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full panels would push in_2 below the screen: they go compact and both show, whole."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    live = LiveRunner(LiveOptions(client_name=unique("tui-two"), inputs=2), rust_engine.EngineConfig({}))
+    live.start()
+    try:
+
+        async def go() -> None:
+            app = BridgeApp(live)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: len(app.panels) == 2, "two panels")
+                await pilot.pause()
+                screen = app.inputs.region
+                for panel in app.panels:
+                    assert panel.has_class("compact")
+                    assert screen.contains_region(panel.region), f"{panel.border_title} off screen"
+                    assert "Hz" in text(panel.tuner) and "rms" in text(panel.meter)
+                await pilot.resize_terminal(120, 40)
+                await until(pilot, lambda: not app.panels[0].has_class("compact"), "full panels again")
+
+        run(go())
+    finally:
+        live.stop()

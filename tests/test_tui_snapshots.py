@@ -130,3 +130,8 @@ def test_help_screen(snap_compare: Any) -> None:
 
 def test_ports_screen(snap_compare: Any) -> None:
     assert snap_compare(app(), press=["p"], terminal_size=(80, 24))
+
+
+def test_two_inputs_80x24(snap_compare: Any) -> None:
+    # Compact panels: both inputs on screen, no scrolling.
+    assert snap_compare(app(inputs=2), terminal_size=(80, 24))

@@ -33,6 +33,8 @@ from tui.settings import save_params
 from tui.widgets import Meter, OnsetLamp, PianoRoll, Tuner
 
 MAX_FPS = 30.0
+FULL_PANEL_ROWS = 9
+"""An input panel's height with every line (InputPanel's min-height in app.tcss)."""
 
 
 class Source(Protocol):
@@ -178,6 +180,7 @@ class BridgeApp(App[None]):
             self.inputs.remove_children()
             self.panels = [InputPanel(k + 1) for k in range(len(snap.inputs))]
             self.inputs.mount_all(self.panels)
+        self._fit_panels()
         for panel, state in zip(self.panels, snap.inputs, strict=True):
             for widget in (panel.tuner, panel.meter, panel.lamp, panel.roll):
                 widget.show(state, snap.stream_time)
@@ -185,6 +188,17 @@ class BridgeApp(App[None]):
         self.outputs.update(self._outputs(snap))
         self.jack.update(self._jack(snap))
         self.params.update(self._params(snap))
+
+    def _fit_panels(self) -> None:
+        """Panels drop their MIDI and peak lines when full ones would push an input
+        below the screen (two inputs at 80x24), where only a scrollbar would hint at it."""
+        room = self.inputs.size.height
+        compact = room > 0 and len(self.panels) * FULL_PANEL_ROWS > room
+        for panel in self.panels:
+            panel.set_class(compact, "compact")
+
+    def on_resize(self) -> None:
+        self._fit_panels()
 
     def _show_status(self) -> None:
         snap = self.last
@@ -221,8 +235,7 @@ class BridgeApp(App[None]):
         latency = f"{snap.latency_ms:.1f} ms" if snap.latency_ms is not None else "—"
         load = "$text-error" if snap.dsp_load > 75 else "$text-warning" if snap.dsp_load > 50 else ""
         lines = [
-            Content.assemble(("server ", "bold"), snap.server),
-            Content.assemble(("client ", "bold"), snap.client),
+            Content.assemble(("client ", "bold"), snap.client, (" on ", "$text-muted"), snap.server),
             Content.assemble(f"{snap.sample_rate} Hz · {snap.block_size} fr · DSP ", (f"{snap.dsp_load:.1f}%", load)),
             Content.assemble(
                 "xruns ",
@@ -235,11 +248,26 @@ class BridgeApp(App[None]):
             lines.append(Content.assemble(("dropped events ", "$text-error"), str(snap.dropped_events)))
         if snap.control_port is not None:
             lines.append(Content.assemble(("control ", "bold"), f"127.0.0.1:{snap.control_port}"))
-        if snap.connections:
-            lines += [Content.assemble(f"{dst.rpartition(':')[2]} ← ", (src, "$text-accent")) for src, dst in snap.connections]
-        else:
+        if not snap.connections:
             lines.append(Content.styled("inputs not connected (p: pick ports)", "$text-muted"))
-        return Content("\n").join(lines)
+            return Content("\n").join(lines)
+        # One line per input with every source feeding it, counted: a second
+        # source on in_1 must not hide below the panel's edge.
+        feeds: dict[int, list[str]] = {k: [] for k in range(1, len(snap.inputs) + 1)}
+        for src, dst in snap.connections:
+            number = dst.rpartition(":in_")[2]
+            if number.isdigit():
+                feeds.setdefault(int(number), []).append(src)
+        rows = [
+            Content.assemble(f"in_{k} ← ", (f"({len(srcs)}) ", "bold") if len(srcs) > 1 else "", (", ".join(srcs), "$text-accent"))
+            if srcs
+            else Content.assemble(f"in_{k} ← ", ("— (p: pick ports)", "$text-muted"))
+            for k, srcs in sorted(feeds.items())
+        ]
+        room = self.jack.content_size.height - len(lines)
+        if 0 < room < len(rows):
+            rows = rows[: room - 1] + [Content.styled(f"… {len(rows) - room + 1} more inputs (p: pick ports)", "$text-muted")]
+        return Content("\n").join(lines + rows)
 
     def _params(self, snap: Snapshot) -> Content:
         parts: list[Content | str | tuple[str, str]] = []

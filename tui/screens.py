@@ -9,7 +9,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
+from rich.segment import Segment
+from textual.strip import Strip
 from textual.widgets import Label, SelectionList, Static
+from textual.widgets.option_list import OptionDoesNotExist
 from textual.widgets.selection_list import Selection
 
 from bridge.errors import BridgeError
@@ -44,6 +47,24 @@ class HelpScreen(ModalScreen[None]):
             yield Label("esc closes", classes="hint")
 
 
+class PortList(SelectionList[str]):
+    """A SelectionList whose box reads ✓ for a connected port and is empty otherwise:
+    the stock box shows the same X for both and tells them apart by colour alone,
+    which a monochrome or light terminal loses."""
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        try:
+            value = self.get_option_at_index(self.scroll_offset.y + y).value
+        except OptionDoesNotExist:
+            return strip
+        segments = list(strip)
+        # SelectionList draws [left edge, box, right edge, space, prompt...].
+        box = segments[1]
+        segments[1] = Segment("✓" if value in self.selected else " ", box.style, box.control)
+        return Strip(segments, strip.cell_length)
+
+
 class PortsScreen(ModalScreen[None]):
     """Every JACK audio output, ticked where it feeds the chosen input; space toggles."""
 
@@ -62,8 +83,8 @@ class PortsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="ports"):
             yield Label(id="ports-title")
-            yield SelectionList[str](id="port-list")
-            yield Label("space: connect / disconnect · i: next input · u: update · esc: close", classes="hint")
+            yield PortList(id="port-list")
+            yield Label("✓ connected · space: connect / disconnect · i: next input · u: update · esc", classes="hint")
 
     def on_mount(self) -> None:
         self.action_reload()
