@@ -170,10 +170,13 @@ class Player:
     """A JACK client that plays audio into the graph and records the MIDI that
     comes back: the "DAW" of the tests and benchmarks, and the demo's feed.
 
-    Its process callback is Rust and neither allocates nor locks. Playback is
-    locked to JACK frame time: the period starting at frame ``t`` gets sample
-    ``t - start_frame``, so every sample's frame is known and a missed period
-    leaves a hole rather than shifting what follows. MIDI arriving on the
+    Its process callback is Rust and neither allocates nor locks. Audio plays
+    from the next period on, whole, and ``start_frame`` tells the JACK frame
+    time of its first sample; or, given ``at_frame``, it is locked to frame
+    time: the period starting at frame ``t`` gets sample ``t - at_frame``, so a
+    missed period leaves a hole rather than shifting what follows (for latency
+    measurements; a jump of the frame clock, as when the period size changes,
+    chops it). MIDI arriving on the
     inputs is kept with its frame time, through a preallocated ring emptied by
     a thread of its own every 5 ms, so capture does not depend on this
     process getting the CPU. Opens a client (never starting a server) with
@@ -207,8 +210,8 @@ class Player:
     def midi_inputs(self) -> list[str]:
         """Full names of the MIDI inputs."""
     def play(self, audio: npt.NDArray[np.float32], loop: bool = False, at_frame: int | None = None) -> None:
-        """Plays ``audio`` (1-D float32, at the server's rate) from frame time
-        ``at_frame``, or from the start of the next period; replaces what was playing."""
+        """Plays ``audio`` (1-D float32, at the server's rate) from the start of
+        the next period, or locked to frame time from ``at_frame``; replaces what was playing."""
     def stop(self) -> None:
         """Silence from the next period on."""
     @property

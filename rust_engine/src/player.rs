@@ -4,11 +4,15 @@
 //!
 //! Its process callback is Rust, so a busy machine or a busy Python process
 //! does not make it miss cycles, and it neither allocates nor locks:
-//! - playback is locked to JACK frame time: the cycle starting at frame `t`
-//!   gets sample `t - start` of the audio, so the frame of every sample is
-//!   known (`start` is reported) and a missed cycle leaves a hole instead of
-//!   shifting what follows. A new buffer arrives through a ring, and the old
-//!   one goes back through another to be freed off the real-time thread;
+//! - playback starts at the next period and goes on period after period, so
+//!   the audio arrives whole, and the frame time of its first sample is
+//!   reported; or, started at a given frame time, it is locked to JACK frame
+//!   time: the period starting at frame `t` gets sample `t - start`, so a
+//!   missed period leaves a hole instead of shifting what follows (what the
+//!   latency benchmarks need; the frame clock may also jump, e.g. when the
+//!   period size changes, which chops the audio). A new buffer arrives
+//!   through a ring, and the old one goes back through another to be freed
+//!   off the real-time thread;
 //! - every MIDI event on the inputs goes, with the frame time at which it
 //!   arrived, into a preallocated wait-free ring that a collector thread
 //!   empties every few milliseconds into an unbounded list.
@@ -99,6 +103,10 @@ struct Processor {
     looped: bool,
     /// Frame time of the audio's first sample; `None` when silent.
     start: Option<u32>,
+    /// Locked to frame time (`start` was given), else played period after period.
+    locked: bool,
+    /// Frames played so far, when not locked.
+    played: i64,
     id: u32,
     /// Frame time and length of the previous period, to count missed ones.
     last: Option<(u32, u32)>,
@@ -113,7 +121,8 @@ impl Processor {
         let old = match command {
             Command::Play { id, audio, looped, at } => {
                 let start = at.unwrap_or(now);
-                (self.id, self.looped, self.start) = (id, looped, Some(start));
+                (self.id, self.looped, self.start, self.locked, self.played) =
+                    (id, looped, Some(start), at.is_some(), 0);
                 self.shared.started.store((id as u64) << 32 | start as u64, Ordering::Release);
                 std::mem::replace(&mut self.audio, audio)
             }
@@ -173,7 +182,12 @@ impl ProcessHandler for Processor {
             }
         }
         // Frames since the start, signed: a start in the future is negative.
-        let since = self.start.map(|s| now.wrapping_sub(s) as i32 as i64);
+        let since = match self.start {
+            Some(s) if self.locked => Some(now.wrapping_sub(s) as i32 as i64),
+            Some(_) => Some(self.played),
+            None => None,
+        };
+        self.played += frames as i64;
         let (audio, looped) = (&self.audio, self.looped);
         if let Some((first, rest)) = self.outputs.split_first_mut() {
             let out = first.as_mut_slice(ps);
@@ -280,6 +294,8 @@ impl Player {
             audio: Box::new([]),
             looped: false,
             start: None,
+            locked: false,
+            played: 0,
             id: 0,
             last: None,
             commands: commands_rx,
@@ -333,8 +349,8 @@ impl Player {
         self.commands.push(command).map_err(|_| PlayerError::Busy)
     }
 
-    /// Plays `audio` from the frame time `at`, or from the start of the next
-    /// period; returns the play's id for `start_frame` and `finished`.
+    /// Plays `audio` locked to frame time from `at`, or from the start of the
+    /// next period on; returns the play's id for `start_frame` and `finished`.
     pub fn play(&mut self, audio: Vec<f32>, looped: bool, at: Option<u32>) -> Result<u32, PlayerError> {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let id = self.next_id;
