@@ -235,7 +235,8 @@ class Player:
     def ports(self, pattern: str) -> list[str]:
         """Full names of the ports matching the regular expression ``pattern``."""
     def stats(self) -> dict[str, Any]:
-        """cycles, missed_cycles (periods the callback did not run for), xruns
+        """cycles, missed_cycles (periods the callback did not run for), short_steps
+        (frame clock steps shorter than a period: re-synced after an xrun), xruns
         (reported by the server, anywhere in the graph), midi_dropped (ring full),
         midi_skipped (messages over 3 bytes), server_lost."""
     def close(self) -> None:

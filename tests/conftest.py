@@ -15,6 +15,15 @@ import pytest
 # The real dummy-jackd fixtures (jack_server, jack_server_factory, fresh_jack_server).
 pytest_plugins = ["jack_fixtures"]
 
+JACK_FIXTURES = {"jack_server", "jack_server_factory", "fresh_jack_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `jack` every test that starts or uses a jackd (`-m "not jack"` runs the rest)."""
+    for item in items:
+        if JACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.jack)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "demo"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import DEMO_DIR
-from signals import SR, octave_low_attack
+from bridge.signals import SR, octave_low_attack
 from rust_engine import Analyzer, EngineConfig
 
 from bridge import analyze

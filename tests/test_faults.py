@@ -31,7 +31,7 @@ from bridge.errors import BridgeError
 from bridge.player import Player
 from bridge.processes import stop_process
 from conftest import CLI
-from signals import SR, harmonic, melody_audio
+from bridge.signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
 
 pytest_plugins = ["jack_fixtures"]

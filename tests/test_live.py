@@ -18,7 +18,7 @@ from pythonosc.osc_message import OscMessage
 from bridge.player import Player, note_messages
 from conftest import CLI
 from midi_capture import assert_recovered_after_loss
-from signals import SR, harmonic, melody_audio
+from bridge.signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
 
 pytest_plugins = ["jack_fixtures"]

@@ -24,7 +24,7 @@ from pythonosc.osc_message import OscMessage
 from conftest import CLI
 from midi_capture import Capture, assert_recovered_after_loss, capture
 from pipewire_server import PrivatePipeWire, missing_binaries, spawn
-from signals import SR, harmonic, melody_audio
+from bridge.signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
 
 from bridge.player import note_messages

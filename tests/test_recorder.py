@@ -24,7 +24,7 @@ import mido
 import numpy as np
 import pytest
 from rust_engine import Analyzer, EngineConfig, Event
-from signals import octave_low_attack
+from bridge.signals import octave_low_attack
 
 from bridge.recorder import EventLog, RecordingError, TakeRecorder
 

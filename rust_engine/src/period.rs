@@ -115,7 +115,8 @@ pub struct Period {
     midi_enabled: bool,
     /// Set by `Finish`: no more analysis, so no note can start after the last note-off.
     finished: bool,
-    /// Note-offs (channel, note) owed from before a server loss, sent once `midi_out` has a reader.
+    /// Note-offs (channel, note) owed from before a server loss, sent once `midi_out`
+    /// has a reader, or with the first new note-on, whichever comes first.
     owed_offs: Vec<(u8, u8)>,
     shared: std::sync::Arc<Shared>,
 }
@@ -164,13 +165,8 @@ impl Period {
         self.outgoing.clear();
         // Owed note-offs wait for a listener: right after a server restart
         // nothing is connected yet, and JACK MIDI to no one is lost.
-        if !self.owed_offs.is_empty() && self.shared.midi_readers.load(Ordering::Acquire) {
-            for i in 0..self.owed_offs.len() {
-                let (channel, note) = self.owed_offs[i];
-                self.queue_midi(0, [0x80 | channel, note, 0]);
-            }
-            self.owed_offs.clear();
-            self.shared.owed_pending.store(false, Ordering::Release);
+        if self.shared.midi_readers.load(Ordering::Acquire) {
+            self.send_owed(0);
         }
         while let Some(msg) = controls() {
             self.apply_control(msg, frame0, &mut publish);
@@ -193,6 +189,19 @@ impl Period {
         // JACK wants a port's events in frame order; inputs were appended one after another.
         self.outgoing.sort_unstable_by_key(|o| (o.offset, o.seq));
         &self.outgoing
+    }
+
+    /// Writes the owed note-offs, if any, at `offset`.
+    fn send_owed(&mut self, offset: u32) {
+        if self.owed_offs.is_empty() {
+            return;
+        }
+        for i in 0..self.owed_offs.len() {
+            let (channel, note) = self.owed_offs[i];
+            self.queue_midi(offset, [0x80 | channel, note, 0]);
+        }
+        self.owed_offs.clear();
+        self.shared.owed_pending.store(false, Ordering::Release);
     }
 
     fn queue_midi(&mut self, offset: u32, bytes: [u8; 3]) {
@@ -261,6 +270,9 @@ impl Period {
         let channel = (k % 16) as u8;
         match e.data {
             EventData::NoteOn { note, velocity } if self.midi_enabled => {
+                // The reader may be there before the graph side has seen it: a
+                // note-off owed from before must not follow a new note-on.
+                self.send_owed(offset);
                 self.release_sent(k, offset);
                 if self.bend_range > 0.0 && self.last_bend[k] != BEND_CENTRE {
                     self.last_bend[k] = BEND_CENTRE;

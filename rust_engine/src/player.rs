@@ -65,6 +65,8 @@ pub struct PlayerShared {
     pub cycles: AtomicU64,
     /// Periods between two runs of the callback that it did not run for.
     pub missed_cycles: AtomicU64,
+    /// Steps of the frame clock shorter than a period (the server re-syncing it after an xrun).
+    pub short_steps: AtomicU64,
     /// Xruns the server reported (anywhere in the graph).
     pub xruns: AtomicU64,
     /// MIDI events lost because the ring was full.
@@ -156,6 +158,8 @@ impl ProcessHandler for Processor {
             let step = now.wrapping_sub(prev);
             if prev_frames > 0 && step > prev_frames && step < u32::MAX / 2 {
                 self.shared.missed_cycles.fetch_add((step / prev_frames - 1) as u64, Ordering::Relaxed);
+            } else if step < prev_frames {
+                self.shared.short_steps.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.last = Some((now, frames));
@@ -227,7 +231,7 @@ pub enum PlayerError {
     Jack(jack::Error),
     /// The callback has not taken the previous requests (it is not running).
     Busy,
-    /// More than 255 ports of one kind, or none at all.
+    /// More than 255 ports of one kind.
     BadPorts,
 }
 
@@ -236,7 +240,7 @@ impl std::fmt::Display for PlayerError {
         match self {
             Self::Jack(e) => write!(f, "JACK: {e}"),
             Self::Busy => write!(f, "the player's process callback is not running"),
-            Self::BadPorts => write!(f, "a player needs 1 to 255 audio outputs and at most 255 MIDI inputs"),
+            Self::BadPorts => write!(f, "a player takes at most 255 audio outputs and 255 MIDI inputs"),
         }
     }
 }
@@ -265,7 +269,7 @@ impl Player {
     /// Opens the JACK client (never starting a server), registers its ports and
     /// activates it, silent until `play`.
     pub fn open(cfg: PlayerConfig) -> Result<Self, PlayerError> {
-        if !(1..=255).contains(&cfg.outputs.len()) || cfg.midi_inputs.len() > 255 {
+        if cfg.outputs.len() > 255 || cfg.midi_inputs.len() > 255 {
             return Err(PlayerError::BadPorts);
         }
         let (client, _status) =

@@ -670,6 +670,7 @@ impl PyPlayer {
         let d = PyDict::new(py);
         d.set_item("cycles", s.cycles.load(Relaxed))?;
         d.set_item("missed_cycles", s.missed_cycles.load(Relaxed))?;
+        d.set_item("short_steps", s.short_steps.load(Relaxed))?;
         d.set_item("xruns", s.xruns.load(Relaxed))?;
         d.set_item("midi_dropped", s.midi_dropped.load(Relaxed))?;
         d.set_item("midi_skipped", s.midi_skipped.load(Relaxed))?;
