@@ -31,7 +31,7 @@ Scores are averaged over files (each file counts once). The contenders:
   segmentation: a note starts at each onset or at each new stable pyin pitch,
   its pitch is the median pyin pitch of the segment.
 
-Usage: python bench/accuracy.py [--corpus DIR] [--json OUT] [--jobs N]
+Usage: python -m bench.accuracy [--corpus DIR] [--json OUT] [--jobs N]
        [--only NAME,...] [--files SUBSTR] [--examples]
 """
 
@@ -49,8 +49,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import corpus  # noqa: E402  (bench/ is a folder of scripts, not a package)
+from bench import corpus
 
 HOP = 128
 ONSET_WINDOW_S = 0.05
