@@ -15,6 +15,7 @@ import threading
 
 import jack
 
+from bridge import jackd
 from bridge.errors import BridgeError
 
 
@@ -43,7 +44,7 @@ class PortWatcher:
     def __init__(self, inputs: list[str], pattern: str | None, client_name: str = "daw-bridge-graph") -> None:
         self._inputs = inputs
         self._pattern = compile_pattern(pattern) if pattern else None
-        self._client = jack.Client(client_name, no_start_server=True)
+        self._client = jackd.open_client(client_name)
         self._stop = threading.Event()
         self.last_error: str | None = None
         self._client.activate()

@@ -119,6 +119,24 @@ impl std::fmt::Display for LiveError {
 
 impl std::error::Error for LiveError {}
 
+/// Opens a client, never starting a server. jackd2 refuses a new client with
+/// "server error" when telling the other clients about it fails, as it does
+/// for a client closing at that moment on a busy machine: that is retried.
+pub(crate) fn open_client(name: &str) -> Result<Client, jack::Error> {
+    let mut attempts = 0;
+    loop {
+        match Client::new(name, ClientOptions::NO_START_SERVER) {
+            Err(jack::Error::ClientError(status))
+                if status.contains(jack::ClientStatus::SERVER_ERROR) && attempts < 4 =>
+            {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            opened => return opened.map(|(client, _status)| client),
+        }
+    }
+}
+
 /// The client's name as other clients see it in the graph, which is what its ports are
 /// called by. When the name is taken, jackd2 renames the client and says so through
 /// `jack_get_client_name`; PipeWire's libjack (0.3.65) renames it too (`NAME-<id>`) but
@@ -163,8 +181,7 @@ impl LiveBridge {
         if !(1..=MAX_INPUTS).contains(&cfg.inputs) {
             return Err(LiveError::BadInputs(cfg.inputs));
         }
-        let (client, _status) =
-            Client::new(&cfg.client_name, ClientOptions::NO_START_SERVER).map_err(LiveError::Jack)?;
+        let client = open_client(&cfg.client_name).map_err(LiveError::Jack)?;
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.sample_rate = client.sample_rate();
         let shared = Arc::new(Shared::new(cfg.inputs));

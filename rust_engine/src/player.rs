@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use jack::{AudioOut, Client, ClientOptions, Control, MidiIn, NotificationHandler, Port, ProcessHandler, ProcessScope};
+use jack::{AudioOut, Client, Control, MidiIn, NotificationHandler, Port, ProcessHandler, ProcessScope};
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::live::graph_name;
+use crate::live::{graph_name, open_client};
 
 /// Play requests that may wait for the callback at once.
 const COMMANDS: usize = 16;
@@ -272,8 +272,7 @@ impl Player {
         if cfg.outputs.len() > 255 || cfg.midi_inputs.len() > 255 {
             return Err(PlayerError::BadPorts);
         }
-        let (client, _status) =
-            Client::new(&cfg.client_name, ClientOptions::NO_START_SERVER).map_err(PlayerError::Jack)?;
+        let client = open_client(&cfg.client_name).map_err(PlayerError::Jack)?;
         let outputs = cfg
             .outputs
             .iter()
