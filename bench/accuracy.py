@@ -31,7 +31,7 @@ Scores are averaged over files (each file counts once). The contenders:
   segmentation: a note starts at each onset or at each new stable pyin pitch,
   its pitch is the median pyin pitch of the segment.
 
-Usage: python bench/accuracy.py [--corpus DIR] [--json OUT] [--jobs N]
+Usage: python -m bench.accuracy [--corpus DIR] [--json OUT] [--jobs N]
        [--only NAME,...] [--files SUBSTR] [--examples]
 """
 
@@ -49,8 +49,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import corpus
+from bench import corpus
 
 HOP = 128
 ONSET_WINDOW_S = 0.05
@@ -250,7 +249,7 @@ def score(item: corpus.Item, est: Estimate) -> dict:
         "voicing_false_alarm": mir_eval.melody.voicing_false_alarm(ref_v, est_v),
     }
     f, p, r = mir_eval.onset.f_measure(item.onsets, est.onsets, window=ONSET_WINDOW_S)
-    out.update(onset_f=f, onset_p=p, onset_r=r, n_onsets=len(est.onsets))
+    out.update(onset_f=f, onset_p=p, onset_r=r, n_onsets=int(len(est.onsets)))
     matched = mir_eval.util.match_events(item.onsets, est.onsets, ONSET_WINDOW_S)
     dev = [est.onsets[j] - item.onsets[i] for i, j in matched]
     out["onset_median_dev_ms"] = float(np.median(dev) * 1000) if dev else None
@@ -261,7 +260,7 @@ def score(item: corpus.Item, est: Estimate) -> dict:
             pitch_tolerance=PITCH_TOL_CENTS, offset_ratio=None)
     else:
         p = r = f = 0.0
-    out.update(note_f=f, note_p=p, note_r=r, n_notes=len(est.note_midi), n_ref_notes=len(ref_iv))
+    out.update(note_f=f, note_p=p, note_r=r, n_notes=int(len(est.note_midi)), n_ref_notes=len(ref_iv))
     out.update(note_diagnosis(item, est))
     return out
 

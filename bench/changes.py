@@ -18,20 +18,18 @@ Delay = emission frame - the tone's first frame, scored by bench/latency.py's
 inside it are false notes. No JACK period is added (bench/latency.py shows it
 is the same for every contender).
 
-Usage: python bench/changes.py [--tones 120] [--seed 7]
+Usage: python -m bench.changes [--tones 120] [--seed 7]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import score
-from players import ToneSequence, harmonic_tone, midi_hz
+from bench.latency import score
+from bridge.signals import ToneSequence, harmonic_tone, midi_hz
 
 RATE = 48_000
 BLOCK = 128

@@ -13,7 +13,7 @@ noise from a seeded generator), so the corpus is rebuilt identically on any
 machine with the same music21 and FluidSynth; it is cached and only rebuilt
 when its specification changes.
 
-Usage: python bench/corpus.py [--out DIR] [--force]
+Usage: python -m bench.corpus [--out DIR] [--force]
 """
 
 from __future__ import annotations

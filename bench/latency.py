@@ -3,7 +3,7 @@
 Issue 3, "Benchmarks / Latency". For each period a private dummy jackd
 (realtime, 48 kHz) runs `rust_engine.LiveBridge` (default EngineConfig) and
 `aubionotes -j` (default settings, and `-B 512 -H 128`) side by side. One
-frame-locked player (bench/players.py) feeds the same 40 harmonic tones
+frame-locked player (`rust_engine.Player`, see bench/players.py) feeds the same 40 harmonic tones
 (5 partials at 1/h, 5 ms attack, 250 ms long, 150 ms apart plus a random
 0..255 frames so that onsets fall at every offset of a period, E2..C6, or
 A2..C6 with --lowest 45, the set the issue measured aubionotes on, in a fixed
@@ -27,7 +27,7 @@ synth after the MIDI port is left out, as it is for the floor.
 
 Physical floor per tone: two periods of its fundamental + one JACK period.
 
-Usage: python bench/latency.py [--periods 128 256] [--lowest MIDI] [--no-aubio] [--details] [--json FILE]
+Usage: python -m bench.latency [--periods 128 256] [--lowest MIDI] [--no-aubio] [--details] [--json FILE]
 """
 
 from __future__ import annotations
@@ -45,14 +45,12 @@ from pathlib import Path
 import jack
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
 import rust_engine
 
+from bench.players import LogSpan, frame_player, loadavg, midi_recorder, note_ons, play_locked
 from bridge import addresses, jackd
-from players import FramePlayer, LogSpan, MidiRecorder, ToneSequence, loadavg, midi_hz, note_name, tone_sequence
+from bridge.analyze import note_name
+from bridge.signals import ToneSequence, midi_hz, tone_sequence
 
 RATE = 48000
 LOW, HIGH, TONES = 40, 84, 40  # E2 .. C6
@@ -220,22 +218,22 @@ def run_period(period: int, pitches: list[int], with_aubio: bool, details: bool,
                 aubios.append((label, proc, client))
         contenders = ["daw-bridge"] + [label for label, _, _ in aubios]
         clients = {"daw-bridge": bridge.name, **{label: client for label, _, client in aubios}}
-        recorder = MidiRecorder("latency-recorder", name, contenders, seconds_capacity=120)
-        player = FramePlayer("latency-player", name, 1, seconds_capacity=120)
-        player.connect(1, f"{bridge.name}:in_1")
-        recorder.connect(f"{bridge.name}:midi_out", "daw-bridge")
-        for label, _, client in aubios:
-            player.connect(1, f"{client}:in_1")
-            recorder.connect(f"{client}:midi_out_1", label)
+        recorder = midi_recorder("latency-recorder", contenders)
+        player = frame_player("latency-player")
+        player.connect(player.outputs[0], f"{bridge.name}:in_1")
+        recorder.connect(f"{bridge.name}:midi_out", recorder.midi_inputs[0])
+        for k, (label, _, client) in enumerate(aubios, start=1):
+            player.connect(player.outputs[0], f"{client}:in_1")
+            recorder.connect(f"{client}:midi_out_1", recorder.midi_inputs[k])
         time.sleep(1.0)
         bridge.poll()
         assert server.log_path is not None
         span = LogSpan(server.log_path)
         load_before = loadavg()
-        origin = player.play(seq.signal)
+        origin = play_locked(player, seq.signal)
         end = origin + len(seq.signal) + RATE // 2
         bridge_events = []
-        while (player.client.last_frame_time - end) % (1 << 32) > (1 << 31):
+        while (player.frame_time() - end) % (1 << 32) > (1 << 31):
             time.sleep(0.2)
             bridge_events += bridge.poll()
         time.sleep(0.2)
@@ -256,29 +254,24 @@ def run_period(period: int, pitches: list[int], with_aubio: bool, details: bool,
 
     # The recorder must see the bridge's note-ons at the frames the bridge says it sent them.
     sent = [e.frame for e in bridge_events if e.kind == "note_on"]
-    seen = [f for f, _ in recorder.note_ons("daw-bridge")]
+    seen = [f for f, _ in note_ons(recorder, "daw-bridge")]
     same_cycle = sent == seen
-    player_missed = player.cycles.missed(period)
-    recorder_missed = recorder.cycles.missed(period)
+    played, recorded = player.stats(), recorder.stats()
     print(f"\n## period {period} frames ({ms(period):.2f} ms), load average {load_before}")
     print(f"recorder saw the bridge's note-ons at the frames it sent them (same cycle): {same_cycle}"
           + ("" if same_cycle else f" (sent {sent[:5]}..., seen {seen[:5]}...)"))
     print(f"attributed xruns: {xruns or 'none'}; driver xruns: {span.driver_xruns()}; "
           f"bridge stats since open: xruns {stats['xruns']}, max_cycle_us {stats['max_cycle_us']:.0f}")
-    print(f"missed cycles: player {sum(n for _, n in player_missed)}, "
-          f"recorder {sum(n for _, n in recorder_missed)}; short cycle steps (frame time re-synced "
-          f"after an xrun): {recorder.cycles.irregular(period)}")
-    disturbed = tones_hit_by_gaps(player_missed, origin, seq, period)
-    if disturbed:
-        print(f"tones whose first 100 ms the player missed a cycle of: {disturbed}")
+    print(f"missed cycles: player {played['missed_cycles']}, recorder {recorded['missed_cycles']}; "
+          f"short cycle steps (frame time re-synced after an xrun): {recorded['short_steps']}")
 
     rows = []
     floor = [2 * RATE / midi_hz(m) + period for m in seq.midis]
     for label in ["daw-bridge"] + [label for label, _, _ in aubios]:
-        s = score(label, recorder.note_ons(label), seq, origin, period)
+        s = score(label, note_ons(recorder, label), seq, origin, period)
         row = summary(s, seq.midis, floor)
         row.update({"raw_median_ms": round(row["median_ms"] - ms(period), 1) if row["median_ms"] else None,
-                    "load_avg": load_before, "disturbed_tones": disturbed,
+                    "load_avg": load_before, "player_missed_cycles": played["missed_cycles"],
                     "xruns_attributed": xruns.get(clients[label], 0)})
         rows.append(row)
         if details:
@@ -291,16 +284,6 @@ def run_period(period: int, pitches: list[int], with_aubio: bool, details: bool,
                  "p90_ms": round(ms(float(np.percentile(floor, 90))), 1)}
     rows.append(floor_row)
     return rows
-
-
-def tones_hit_by_gaps(missed: list[tuple[int, int]], origin: int, seq: ToneSequence, period: int) -> list[str]:
-    hit = []
-    for start, m in zip(seq.starts, seq.midis):
-        t0 = origin + int(start)
-        for frame, n in missed:
-            if t0 - period < frame + n * period and frame < t0 + RATE // 10:
-                hit.append(note_name(int(m)))
-    return hit
 
 
 def print_mistakes(s: Score, seq: ToneSequence) -> None:

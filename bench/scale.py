@@ -25,7 +25,7 @@ The API allows 1..64 inputs per client. Steps written `KxN` open K bridges of
 N inputs each (separate clients, which JACK2 may run on both cores at once):
 a measure of the machine, not of one client.
 
-Usage: python bench/scale.py [--seconds 25] [--steps 1 2 4 8 16 2x16 3x16] [--json FILE]
+Usage: python -m bench.scale [--seconds 25] [--steps 1 2 4 8 16 2x16 3x16] [--json FILE]
 """
 
 from __future__ import annotations
@@ -33,22 +33,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
 import rust_engine
 
+from bench.players import LogSpan, frame_player, loadavg, play_locked
+from bench.xruns import sched_latency
 from bridge import addresses, jackd
-from players import LogSpan, loadavg, tone_sequence
-from xruns import sched_latency
+from bridge.signals import tone_sequence
 
 RATE, PERIOD = 48000, 256
 MELODY = [52, 55, 59, 64, 67, 71, 76, 72, 69, 65, 62, 57, 53, 48, 45, 60]  # E3..E5 and down to A2
@@ -74,21 +70,21 @@ def offline_cost(blocks: int = 4000) -> tuple[float, float]:
     return float(np.mean(times) / 1000), float(np.percentile(times, 99) / 1000)
 
 
-def start_player(server: str, ports: list[str]) -> subprocess.Popen[str]:
-    """The melody player in its own process: its Python callback must not wait for our GIL."""
-    cmd = [sys.executable, str(ROOT / "bench" / "players.py"), "--server", server, "--name", "scale-player",
-           "--melody", *map(str, MELODY), "--connect", *ports]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    if proc.stdout is None or proc.stdout.readline().strip() != "READY":
-        proc.kill()
-        raise RuntimeError("the player did not start: " + " ".join(cmd))
-    return proc
+def start_player(ports: list[str]) -> rust_engine.Player:
+    """The melody, looped into `ports` (a Rust callback: it does not wait for our GIL)."""
+    player = frame_player("scale-player")
+    for port in ports:
+        player.connect(player.outputs[0], port)
+    seq = tone_sequence(MELODY, RATE, tone_s=0.25, gap_s=0.05, jitter=0)
+    play_locked(player, seq.signal, lead_s=0.1, loop=True)
+    return player
 
 
-def stop_player(proc: subprocess.Popen[str]) -> int:
-    """Ends the player (closing its stdin); returns the cycles its callback missed."""
-    out, _ = proc.communicate(timeout=30)
-    return int(json.loads(out.strip().splitlines()[-1])["missed_cycles"])
+def stop_player(player: rust_engine.Player) -> int:
+    """Ends the player; returns the cycles its callback missed."""
+    missed = int(player.stats()["missed_cycles"])
+    player.close()
+    return missed
 
 
 def run_step(server: jackd.JackServer, step: str, seconds: float, verbose: bool = False) -> dict[str, object]:
@@ -101,7 +97,7 @@ def run_step(server: jackd.JackServer, step: str, seconds: float, verbose: bool 
                 rust_engine.LiveBridge(f"scale-bridge-{c + 1}", inputs, rust_engine.EngineConfig(), **addresses.port_names(inputs))
             )
         ports = [f"{b.name}:{port}" for b in bridges for port in addresses.input_ports(inputs)]
-        player = start_player(server.name, ports)
+        player = start_player(ports)
         time.sleep(2.0)  # settle: first cycles page in code and data
         for b in bridges:
             b.poll()
@@ -119,10 +115,10 @@ def run_step(server: jackd.JackServer, step: str, seconds: float, verbose: bool 
         span.end()
         stats1 = [b.stats() for b in bridges]
         player_missed = stop_player(player)
+        player = None
     finally:
-        if player is not None and player.poll() is None:
-            player.kill()
-            player.wait()
+        if player is not None:
+            player.close()
         for b in bridges:
             b.close()
     xruns = span.xruns()

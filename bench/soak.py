@@ -9,18 +9,19 @@ engine  Hours of generated, varied audio (melodies, noise, silence, clicks,
         the note-on / note-off balance.
 
 live    `daw-bridge run` as a subprocess on a private dummy jackd for N
-        minutes, fed a looping melody by `sndfile-jackplay` (a C client, so
-        the feed itself does not miss cycles the way a Python callback does)
-        and recorded by `jack_midi_dump` (C as well). Every 10 s the bridge's
+        minutes, fed a looping melody by `python -m bridge.player --loop` and
+        recorded by a second `rust_engine.Player` (both Rust process callbacks,
+        so the feed and the capture do not miss cycles the way a Python
+        callback does). Every 10 s the bridge's
         RSS is read from /proc/PID/status; xruns are attributed from the
         jackd log ("JackEngine::XRun: client = daw-bridge was not finished",
         the method of bench/xruns.py). At the end every note-on must have its
         note-off, on JACK MIDI and in the recorded take.
 
 Usage:
-    python bench/soak.py engine [--hours 1] [--seed 1]
-    python bench/soak.py live [--minutes 10] [--period 128]
-Needs (live): jackd2 and sndfile-tools (sndfile-jackplay) from Debian.
+    python -m bench.soak engine [--hours 1] [--seed 1]
+    python -m bench.soak live [--minutes 10] [--period 128]
+Needs (live): jackd2 from Debian.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -41,9 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from bridge import jackd
 
@@ -228,19 +227,6 @@ def live_melody() -> tuple[np.ndarray, list[int]]:
     return np.concatenate(parts), LIVE_MELODY
 
 
-DUMP_LINE = re.compile(r"^\s*(\d+):\s*(?:0x)?([0-9a-fA-F]{2})\s+(?:0x)?([0-9a-fA-F]{2})\s+(?:0x)?([0-9a-fA-F]{2})")
-
-
-def parse_midi_dump(text: str) -> list[tuple[int, int, int, int]]:
-    """(time, status, data1, data2) of the 3-byte messages jack_midi_dump printed."""
-    out = []
-    for line in text.splitlines():
-        m = DUMP_LINE.match(line)
-        if m:
-            out.append((int(m.group(1)), int(m.group(2), 16), int(m.group(3), 16), int(m.group(4), 16)))
-    return out
-
-
 def midi_balance(messages: list[tuple[int, int, int]]) -> tuple[int, int, list[str]]:
     """(note-ons, note-offs, problems) of (status, note, velocity) messages, per channel."""
     open_notes: dict[int, int | None] = {}
@@ -261,7 +247,7 @@ def midi_balance(messages: list[tuple[int, int, int]]) -> tuple[int, int, list[s
 
 
 def jack_cmd(server: jackd.JackServer, *cmd: str) -> str:
-    return subprocess.run(cmd, env=server.env, capture_output=True, text=True, timeout=10, check=False).stdout
+    return subprocess.run(cmd, env=server.env, capture_output=True, text=True, timeout=10).stdout
 
 
 def wait_for_port(server: jackd.JackServer, port: str, timeout: float = 20) -> None:
@@ -282,9 +268,11 @@ def live_soak(minutes: float, period: int, sample_every: float, take: bool = Tru
     import mido
     import soundfile as sf
 
-    for tool in ("jackd", "sndfile-jackplay", "jack_midi_dump", "jack_connect", "jack_lsp"):
+    from bench.players import midi_recorder
+
+    for tool in ("jackd", "jack_lsp"):
         if shutil.which(tool) is None:
-            raise SystemExit(f"soak: {tool} not found (apt-get install jackd2 sndfile-tools)")
+            raise SystemExit(f"soak: {tool} not found (apt-get install jackd2)")
     cli = Path(sys.executable).with_name("daw-bridge")
     work = Path(tempfile.mkdtemp(prefix="daw-bridge-soak-"))
     audio, melody = live_melody()
@@ -293,23 +281,23 @@ def live_soak(minutes: float, period: int, sample_every: float, take: bool = Tru
     log_path = work / "jackd.log"
     server = jackd.start(jackd.unique_server_name("soak"), RATE, period, log_path=log_path, die_with_parent=True)
     procs: list[subprocess.Popen[bytes]] = []
+    os.environ["JACK_DEFAULT_SERVER"] = server.name  # the recorder picks its server as libjack does
+    recorder = None
     try:
-        bridge_cmd = [str(cli), "run", "--connect", "^jackplay:out_1$"]
+        bridge_cmd = [str(cli), "run", "--connect", "^soak-player:out$"]
         if take:
             bridge_cmd += ["--record-midi", str(work / "take.mid")]
         bridge = subprocess.Popen(bridge_cmd, env=server.env, stdin=subprocess.DEVNULL,
                                   stdout=(work / "bridge.out").open("wb"), stderr=(work / "bridge.err").open("wb"),
-                                  preexec_fn=_sigint_default)  # noqa: PLW1509 - one signal() call, no other way
+                                  preexec_fn=_sigint_default)
         procs.append(bridge)
         wait_for_port(server, f"{CLIENT}:midi_out")
-        dump = subprocess.Popen(["jack_midi_dump"], env=server.env, stdin=subprocess.DEVNULL,
-                                stdout=(work / "midi_dump.txt").open("wb"), stderr=subprocess.STDOUT)
-        procs.append(dump)
-        wait_for_port(server, "midi-monitor:input")
-        jack_cmd(server, "jack_connect", f"{CLIENT}:midi_out", "midi-monitor:input")
+        recorder = midi_recorder("midi-monitor", ["input"])
+        recorder.connect(f"{CLIENT}:midi_out", recorder.midi_inputs[0])
         log0 = log_path.stat().st_size
-        player = subprocess.Popen(["sndfile-jackplay", "-l", "0", str(work / "melody.wav")], env=server.env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        player = subprocess.Popen(
+            [sys.executable, "-m", "bridge.player", str(work / "melody.wav"), "--name", "soak-player", "--loop"],
+            env=server.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(player)
         started = time.monotonic()
         rss: list[tuple[float, int]] = []
@@ -321,14 +309,14 @@ def live_soak(minutes: float, period: int, sample_every: float, take: bool = Tru
         played_s = time.monotonic() - started
         player.send_signal(signal.SIGTERM)
         player.wait(10)
-        time.sleep(1.0)  # the last note's release reaches the bridge and its note-off the dump
+        time.sleep(1.0)  # the last note's release reaches the bridge and its note-off the recorder
         log1 = log_path.stat().st_size
         bridge.send_signal(signal.SIGINT)  # Ctrl-C: every note closed, the take written
         bridge.wait(30)
         time.sleep(0.3)
-        dump.send_signal(signal.SIGINT)
-        dump.wait(10)
     finally:
+        if recorder is not None:
+            recorder.close()
         # SIGTERM before SIGKILL: a client killed outright makes jackd die of SIGPIPE
         # on its way down, leaving a stale slot in JACK's eight-slot server registry.
         for p in reversed(procs):
@@ -340,12 +328,13 @@ def live_soak(minutes: float, period: int, sample_every: float, take: bool = Tru
                     p.kill()
                     p.wait()
         server.stop()
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
     with log_path.open("rb") as f:
         f.seek(log0)
         span = f.read(log1 - log0).decode(errors="replace")
     by_state = Counter(XRUN_LINE.findall(span))
     blamed = Counter(client for client, _ in by_state.elements())
-    messages = [(s, a, b) for _, s, a, b in parse_midi_dump((work / "midi_dump.txt").read_text(errors="replace"))]
+    messages = [(m[0], m[1], m[2]) for _, m in recorder.midi() if len(m) == 3] if recorder is not None else []
     ons, offs, problems = midi_balance(messages)
     pitches = Counter(a for s, a, b in messages if s & 0xF0 == 0x90 and b > 0)
     take_msgs = []

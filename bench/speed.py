@@ -11,7 +11,7 @@ times, interleaved; the fastest run counts (the least disturbed by the machine).
 For context the engine is also timed fed 1024-frame blocks (fewer Python calls
 for the same hops) and with its default (pitch-adaptive) window.
 
-Usage: python bench/speed.py [--seconds 60] [--repeats 5] [--json OUT]
+Usage: python -m bench.speed [--seconds 60] [--repeats 5] [--json OUT]
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import corpus
+from bench import corpus
 
 SR = 48_000
 HOP = 128

@@ -13,7 +13,7 @@ between its `READY` and `STOP` lines three counts are taken:
 - all xruns seen by an observer client's xrun callback (any cause, including
   the dummy driver's own timer waking late: "JackTimedDriver::Process XRun").
 
-Usage: python bench/xruns.py [--seconds 60] [--periods 128 256] [--realtime on|off|both]
+Usage: python -m bench.xruns [--seconds 60] [--periods 128 256] [--realtime on|off|both]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 import jack
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from bridge import jackd
 

@@ -15,6 +15,7 @@ import threading
 
 import jack
 
+from bridge import jackd
 from bridge.errors import BridgeError
 from bridge.portmatch import PortMatcher
 
@@ -46,7 +47,7 @@ class PortWatcher:
             compile_pattern(pattern)  # a bad one fails here, in the caller's thread
         # Matched in a child process, each port name once: see bridge.portmatch.
         self._matcher = PortMatcher(pattern) if pattern else None
-        self._client = jack.Client(client_name, no_start_server=True)
+        self._client = jackd.open_client(client_name)
         self._stop = threading.Event()
         self.last_error: str | None = None
         self._client.activate()

@@ -42,6 +42,25 @@ class JackdError(RuntimeError):
     """The JACK server could not be found, started or reached."""
 
 
+OPEN_ATTEMPTS = 5
+
+
+def open_client(name: str, servername: str | None = None) -> jack.Client:
+    """A JACK-Client client of the server `servername` (default: as libjack picks), never
+    starting one. jackd2 refuses a new client with "server error" when telling its other
+    clients about it fails, as it does for one closing at that moment on a busy machine:
+    that is retried. Raises jack.JackError."""
+    attempt = 1
+    while True:
+        try:
+            return jack.Client(name, no_start_server=True, servername=servername)
+        except jack.JackOpenError as e:
+            if not e.status.server_error or attempt == OPEN_ATTEMPTS:
+                raise
+        attempt += 1
+        time.sleep(0.05)
+
+
 def default_server_name() -> str:
     """The server name libjack uses when none is given (JACK_DEFAULT_SERVER or 'default')."""
     return os.environ.get("JACK_DEFAULT_SERVER") or "default"
@@ -79,9 +98,7 @@ def probe(name: str | None = None) -> tuple[int, int] | None:
     _check_name(name)
     with _quiet_libjack():
         try:
-            client = jack.Client(
-                "daw-bridge-probe", no_start_server=True, servername=name
-            )
+            client = open_client("daw-bridge-probe", servername=name)
         except jack.JackError:
             return None
     try:

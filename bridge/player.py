@@ -1,19 +1,21 @@
-"""A JACK client that plays audio into the graph and can capture MIDI from it.
+"""Plays audio into the JACK graph and records the MIDI that comes back.
 
-`daw-bridge run --demo` uses it to feed the bundled recording into the
-bridge, and the tests use it as the "DAW": it plays a known melody and records
-what the bridge sends back, each with its JACK frame time. Its process
-callback only copies preallocated arrays and appends to a preallocated list.
+`daw-bridge run --demo` feeds the bundled recording into the bridge with it,
+and the tests and benchmarks use it as the "DAW". The client is
+`rust_engine.Player`, whose process callback is Rust: it neither allocates
+nor locks, plays locked to JACK frame time, and keeps every MIDI event with
+its frame time through a preallocated ring, so a busy machine or a busy
+Python process does not make it miss cycles or lose MIDI. This module adds
+what callers do around it: connecting, waiting, and reading notes back.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
 
-import jack
 import numpy as np
+import rust_engine
 import soundfile as sf
 
 from bridge.errors import BridgeError
@@ -33,89 +35,129 @@ def load_mono(path: Path, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-class Player:
-    """Plays `audio` (mono float32) from its `out` port, once or looped.
+def note_messages(events: Sequence[tuple[int, bytes]]) -> list[tuple[str, int, int, int]]:
+    """(kind "on"/"off", frame, channel, note) of the note messages among `events`
+    ((frame, bytes) pairs); a note-on of velocity 0 counts as an off."""
+    out = []
+    for frame, data in events:
+        if len(data) != 3:
+            continue
+        status, note, velocity = data[0] & 0xF0, data[1], data[2]
+        if status == 0x90 and velocity > 0:
+            out.append(("on", frame, data[0] & 0x0F, note))
+        elif status == 0x80 or status == 0x90:
+            out.append(("off", frame, data[0] & 0x0F, note))
+    return out
 
-    `start_frame` is the JACK frame time of the audio's first sample, known
-    after the first cycle; `midi` holds (frame time, bytes) of every MIDI event
-    received on its `midi_in` port.
+
+class Player:
+    """A `rust_engine.Player` with one audio output `out` and one MIDI input `midi_in`,
+    given the audio it plays up front.
+
+    `start_frame` is the JACK frame time of the audio's first sample, known once
+    it plays; `midi` holds (frame time, bytes) of every MIDI event received.
     """
 
-    def __init__(self, name: str, audio: np.ndarray, loop: bool = False, max_midi_events: int = 100_000) -> None:
-        self._audio = np.ascontiguousarray(audio, dtype=np.float32)
-        self._loop = loop
-        self._pos = 0
-        self._playing = False
-        self.start_frame: int | None = None
-        self.midi: list[tuple[int, bytes]] = []
-        self._max_midi = max_midi_events
-        self.finished = threading.Event()
+    def __init__(self, name: str, audio: np.ndarray | None = None, loop: bool = False) -> None:
         try:
-            self.client = jack.Client(name, no_start_server=True)
-        except jack.JackError as e:
-            raise BridgeError(f"cannot open JACK client '{name}': {e}") from None
-        # register() gives an OwnPort / OwnMidiPort; the JACK-Client stub says only Port.
-        self.out = cast(jack.OwnPort, self.client.outports.register("out"))
-        self.midi_in = cast(jack.OwnMidiPort, self.client.midi_inports.register("midi_in"))
-        self.client.set_process_callback(self._process)
+            self.engine = rust_engine.Player(name)
+        except (RuntimeError, ValueError) as e:
+            raise BridgeError(str(e)) from None
+        self._audio = np.zeros(0, np.float32) if audio is None else np.ascontiguousarray(audio, np.float32)
+        self._loop = loop
+        self._xruns_at_start = self.xruns()
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
 
     @property
     def sample_rate(self) -> int:
-        return self.client.samplerate
+        return self.engine.sample_rate
 
-    def _process(self, frames: int) -> None:
-        buf = self.out.get_array()
-        frame0 = self.client.last_frame_time
-        for offset, data in self.midi_in.incoming_midi_events():
-            if len(self.midi) < self._max_midi:
-                self.midi.append((frame0 + offset, bytes(data)))
-        if not self._playing:
-            buf.fill(0.0)
-            return
-        if self.start_frame is None:
-            self.start_frame = frame0
-        n = len(self._audio)
-        done = 0
-        while done < frames:
-            if self._pos >= n:
-                if not self._loop:
-                    buf[done:] = 0.0
-                    self.finished.set()
-                    break
-                self._pos = 0
-            take = min(frames - done, n - self._pos)
-            buf[done : done + take] = self._audio[self._pos : self._pos + take]
-            self._pos += take
-            done += take
+    @property
+    def out(self) -> str:
+        """Full name of the audio output."""
+        return self.engine.outputs[0]
 
-    def start(self, connect_to: tuple[str, ...] | list[str] = (), midi_from: str | None = None, play: bool = True) -> None:
-        """Activates the client, makes the given connections, then starts playing
-        (so no audio is lost to a port not yet connected)."""
-        self.client.activate()
+    @property
+    def midi_in(self) -> str:
+        """Full name of the MIDI input."""
+        return self.engine.midi_inputs[0]
+
+    @property
+    def start_frame(self) -> int | None:
+        return self.engine.start_frame
+
+    @property
+    def midi(self) -> list[tuple[int, bytes]]:
+        return self.engine.midi()
+
+    def notes(self) -> list[tuple[str, int]]:
+        """("on"|"off", note) of the note messages received so far."""
+        return [(kind, note) for kind, _, _, note in note_messages(self.midi)]
+
+    def note_ons(self) -> list[int]:
+        """Note numbers of the note-ons received so far."""
+        return [note for kind, note in self.notes() if kind == "on"]
+
+    def xruns(self) -> int:
+        """Xruns the server reported while this player was open (anywhere in the graph)."""
+        return int(self.engine.stats()["xruns"])
+
+    def xruns_since_play(self) -> int:
+        """Xruns the server reported since the last `play` (or since opening)."""
+        return self.xruns() - self._xruns_at_start
+
+    def start(self, connect_to: Sequence[str] = (), midi_from: str | None = None, play: bool = True) -> None:
+        """Makes the given connections, then starts playing (so no audio is lost
+        to a port not yet connected)."""
+        for port in connect_to:
+            self.connect(self.out, port)
+        if midi_from:
+            self.connect(midi_from, self.midi_in)
+        if play:
+            self.play()
+
+    def play(self, audio: np.ndarray | None = None, loop: bool | None = None) -> float:
+        """Starts `audio` (else the player's own) from the next period; returns its length in seconds."""
+        if audio is not None:
+            self._audio = np.ascontiguousarray(audio, np.float32)
+        if loop is not None:
+            self._loop = loop
+        self._xruns_at_start = self.xruns()
         try:
-            for port in connect_to:
-                self.client.connect(self.out, port)
-            if midi_from:
-                self.client.connect(midi_from, self.midi_in)
-        except jack.JackError as e:
-            raise BridgeError(f"cannot connect the player: {e}") from None
-        self._playing = play
+            self.engine.play(self._audio, loop=self._loop)
+        except RuntimeError as e:
+            raise BridgeError(f"player '{self.name}': {e}") from None
+        return len(self._audio) / self.sample_rate
 
-    def play(self) -> None:
-        self._playing = True
+    def wait_finished(self, timeout: float) -> bool:
+        """Waits for the audio to have played to its end; false on timeout."""
+        return self.engine.wait_finished(timeout)
+
+    def connect(self, source: str, destination: str) -> None:
+        try:
+            self.engine.connect(source, destination)
+        except RuntimeError as e:
+            raise BridgeError(str(e)) from None
+
+    def connections(self, port: str) -> list[str]:
+        return self.engine.connections(port)
+
+    def ports(self, pattern: str) -> list[str]:
+        return self.engine.ports(pattern)
 
     def close(self) -> None:
-        try:
-            self.client.deactivate()
-            self.client.close()
-        except jack.JackError:
-            pass  # the server is gone already
+        self.engine.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m bridge.player AUDIO --name NAME --to PORT... [--loop]`: plays AUDIO into
-    the given ports until stopped. `run --demo` starts it as a process of its own, since a
-    Python process callback shares the GIL with whatever else runs in its process (a TUI)."""
+    the given ports until stopped (SIGTERM, Ctrl-C) or, unless looped, played through.
+    `run --demo` starts it as a process of its own, and tests use it for a player that
+    must die with its server: closing a client after its server was killed can hang
+    inside libjack."""
     import argparse
     import signal
     import sys
@@ -128,17 +170,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        probe = jack.Client(f"{args.name}-probe", no_start_server=True)
-        rate = probe.samplerate
-        probe.close()
-        player = Player(args.name, load_mono(args.audio, rate), loop=args.loop)
-        player.start(args.to)
-    except (BridgeError, jack.JackError) as e:
+        player = Player(args.name, loop=args.loop)
+    except BridgeError as e:
         print(f"player: error: {e}", file=sys.stderr)
         return 2
     try:
-        while not player.finished.wait(0.5):
-            pass
+        player.start(args.to, play=False)
+        player.play(load_mono(args.audio, player.sample_rate))
+        while not player.wait_finished(0.5):
+            if player.engine.stats()["server_lost"]:
+                print("player: error: the JACK server went away", file=sys.stderr)
+                return 1
+    except BridgeError as e:
+        print(f"player: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     finally:

@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from bridge.analyze import note_name
+from bridge.signals import partials
+
 SAMPLE_RATE = 48_000
 HARMONICS = 6
 ATTACK_S = 0.005
 RELEASE_S = 0.015
 GAP_S = 0.07
 """Silence between one note's release and the next attack: a clear re-onset."""
-
-_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
 
 @dataclass(frozen=True)
 class Note:
@@ -38,11 +38,6 @@ class Note:
     end: float
     peak: float
     """Linear peak amplitude of the tone (full scale = 1)."""
-
-
-def note_name(midi: int) -> str:
-    """Scientific pitch name, MIDI 60 = "C4"."""
-    return f"{_NAMES[midi % 12]}{midi // 12 - 1}"
 
 
 def render(notes: list[Note], sample_rate: int, tail_s: float = 0.3) -> np.ndarray:
@@ -58,11 +53,8 @@ def render(notes: list[Note], sample_rate: int, tail_s: float = 0.3) -> np.ndarr
         last = round(note.end * sample_rate)
         t = np.arange(last - first) / sample_rate
         f0 = 440.0 * 2.0 ** ((note.midi - 69) / 12.0)
-        tone = np.zeros_like(t)
-        for k in range(1, HARMONICS + 1):
-            if k * f0 < 0.45 * sample_rate:
-                # Fixed, unequal phases keep the waveform's crest factor realistic.
-                tone += np.sin(2 * np.pi * k * f0 * t + 0.7 * k * k) / k
+        # Fixed, unequal phases keep the waveform's crest factor realistic.
+        tone = partials(f0, t, HARMONICS, below_hz=0.45 * sample_rate, phase=lambda k: 0.7 * k * k)
         tone /= np.max(np.abs(tone))
         envelope = np.minimum(1.0, t / ATTACK_S) * np.exp(-t / 1.5)
         release = max(1, round(RELEASE_S * sample_rate))

@@ -10,7 +10,7 @@ from typing import Any, Literal, Self, TypeAlias, TypedDict, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_BEND_RANGE", "MAX_INPUTS", "Analyzer", "ConfigError", "EngineConfig", "Event", "LiveBridge", "marking_for_db"]
+__all__ = ["MAX_BEND_RANGE", "MAX_INPUTS", "Analyzer", "ConfigError", "EngineConfig", "Event", "LiveBridge", "Player", "marking_for_db"]
 
 MAX_INPUTS: int
 """Most inputs one LiveBridge takes (input k plays on MIDI channel (k - 1) % 16)."""
@@ -162,8 +162,9 @@ class LiveBridge:
     another. Connections are the caller's job.
 
     ``owed_note_offs`` lists (input, note) pairs left sounding by a previous
-    client (e.g. before a server loss); they are sent in the first cycle in
-    which ``midi_out`` is connected to something.
+    client (e.g. before a server loss); they are sent in the first cycle after
+    ``midi_out`` gets a reader, which a thread of the bridge's own looks for
+    every 5 ms (the callback does not ask JACK: PipeWire's libjack locks there).
     Raises ``RuntimeError`` when no server can be reached, ``ConfigError`` for
     bad settings and ``ValueError`` for a wrong number of ports.
     """
@@ -212,6 +213,82 @@ class LiveBridge:
         and closes the client; returns the events not yet polled. It waits
         without the GIL, and any other call on this object meanwhile raises
         ``RuntimeError`` ("Already mutably borrowed"): use it from one thread."""
+
+class Player:
+    """A JACK client that plays audio into the graph and records the MIDI that
+    comes back: the "DAW" of the tests and benchmarks, and the demo's feed.
+
+    Its process callback is Rust and neither allocates nor locks. Audio plays
+    from the next period on, whole, and ``start_frame`` tells the JACK frame
+    time of its first sample; or, given ``at_frame``, it is locked to frame
+    time: the period starting at frame ``t`` gets sample ``t - at_frame``, so a
+    missed period leaves a hole rather than shifting what follows (for latency
+    measurements; a jump of the frame clock, as when the period size changes,
+    chops it). MIDI arriving on the
+    inputs is kept with its frame time, through a preallocated ring emptied by
+    a thread of its own every 5 ms, so capture does not depend on this
+    process getting the CPU. Opens a client (never starting a server) with
+    audio outputs ``outputs`` (all playing the same audio) and MIDI inputs
+    ``midi_inputs`` (by default ``out`` and ``midi_in``), and activates it, silent. Raises ``RuntimeError`` when no
+    server can be reached, ``ValueError`` for bad port lists.
+
+    Playing into a client and reading its MIDI from the same player makes a
+    loop in the graph, which JACK breaks by delaying one connection a period:
+    where that period matters (latency benchmarks), use two players.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        outputs: list[str] = ...,
+        midi_inputs: list[str] = ...,
+        midi_capacity: int = 65536,
+    ) -> None: ...
+    @property
+    def name(self) -> str:
+        """The client's name in the graph (the server may add a suffix)."""
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def buffer_size(self) -> int: ...
+    @property
+    def outputs(self) -> list[str]:
+        """Full names of the audio outputs."""
+    @property
+    def midi_inputs(self) -> list[str]:
+        """Full names of the MIDI inputs."""
+    def play(self, audio: npt.NDArray[np.float32], loop: bool = False, at_frame: int | None = None) -> None:
+        """Plays ``audio`` (1-D float32, at the server's rate) from the start of
+        the next period, or locked to frame time from ``at_frame``; replaces what was playing."""
+    def stop(self) -> None:
+        """Silence from the next period on."""
+    @property
+    def start_frame(self) -> int | None:
+        """Frame time of the last play's first sample, once its first period has begun."""
+    @property
+    def finished(self) -> bool:
+        """Whether the last play (not looped) has played its last sample."""
+    def wait_finished(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds, without the GIL, for the last play to end."""
+    def midi(self, input: int | None = None) -> list[tuple[int, bytes]]:
+        """(frame time, message) of every MIDI event received so far on MIDI input
+        ``input`` (an index into ``midi_inputs``), or on all of them, in arrival order."""
+    def frame_time(self) -> int:
+        """The server's current frame time (wrapping 32-bit)."""
+    def connect(self, source: str, destination: str) -> None:
+        """Connects two ports by full name; ``RuntimeError`` when JACK refuses."""
+    def disconnect(self, source: str, destination: str) -> None: ...
+    def connections(self, port: str) -> list[str]:
+        """Full names of the ports connected to ``port``."""
+    def ports(self, pattern: str) -> list[str]:
+        """Full names of the ports matching the regular expression ``pattern``."""
+    def stats(self) -> dict[str, Any]:
+        """cycles, missed_cycles (periods the callback did not run for), short_steps
+        (frame clock steps shorter than a period: re-synced after an xrun), xruns
+        (reported by the server, anywhere in the graph), midi_dropped (ring full),
+        midi_skipped (messages over 3 bytes), server_lost."""
+    def close(self) -> None:
+        """Deactivates and closes the client; ``midi()`` stays readable."""
 
 def marking_for_db(db: float) -> str:
     """The dynamic marking ("ppp" ... "fff") the engine gives an envelope level in dBFS."""

@@ -20,6 +20,15 @@ pytest_plugins = ["jack_fixtures"]
 # The per-user config file that `run` reads must be the tests' own, never the developer's.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="daw-bridge-tests-config-")
 
+JACK_FIXTURES = {"jack_server", "jack_server_factory", "fresh_jack_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `jack` every test that starts or uses a jackd (`-m "not jack"` runs the rest)."""
+    for item in items:
+        if JACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.jack)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "demo"
 

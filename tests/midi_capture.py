@@ -3,9 +3,10 @@
 The "DAW" of the tests that run the bridge on another JACK implementation: the
 test process has jackd2's libjack loaded already, so a client of PipeWire's
 must live in a child started through `pw-jack`. The child plays a .npy file
-once with `bridge.player.Player`, keeps what arrives on its MIDI input, and
-prints one JSON object: the JACK frame time of the audio's first sample, the
-period size, and every MIDI event with its frame time.
+once with `bridge.player.Player` (a Rust process callback), keeps what arrives
+on its MIDI input, and prints one JSON object: the JACK frame time of the
+audio's first sample, the period size, every MIDI event with its frame time,
+and the xruns the server reported meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from bridge.player import Player, note_messages
+
 SETTLE_S = 0.3  # MIDI sent for the audio's last period arrives after it has played
 
 
@@ -31,18 +34,11 @@ class Capture:
     start_frame: int
     block_size: int
     midi: list[tuple[int, bytes]]
+    xruns: int
 
-
-def midi_notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int, int, int]]:
-    """(kind, frame, channel, note) for note messages; note-on velocity 0 counts as off."""
-    out = []
-    for frame, data in events:
-        status, note, vel = data[0] & 0xF0, data[1], data[2]
-        if status == 0x90 and vel > 0:
-            out.append(("on", frame, data[0] & 0x0F, note))
-        elif status == 0x80 or (status == 0x90 and vel == 0):
-            out.append(("off", frame, data[0] & 0x0F, note))
-    return out
+    def notes(self) -> list[tuple[str, int]]:
+        """("on"|"off", note) of the note messages received."""
+        return [(kind, note) for kind, _, _, note in note_messages(self.midi)]
 
 
 def assert_recovered_after_loss(notes: list[tuple[str, int]], take: Path, lost: int, new: int) -> None:
@@ -77,35 +73,30 @@ def capture(
     if result.returncode != 0:
         raise RuntimeError(f"midi_capture failed ({result.returncode}): {result.stderr.strip()}")
     data = json.loads(result.stdout)
-    return Capture(data["start_frame"], data["block_size"], [(f, bytes(m)) for f, m in data["midi"]])
+    return Capture(data["start_frame"], data["block_size"], [(f, bytes(m)) for f, m in data["midi"]], data["xruns"])
 
 
 def _run(args: argparse.Namespace) -> dict[str, object]:
-    import jack
-
-    from bridge.player import Player
-
     audio = np.load(args.audio)
     player = Player(args.name, audio)
     try:
         player.start(args.to, midi_from=args.midi_from, play=not args.wait_connected)
         if args.wait_connected:
             deadline = time.monotonic() + 10
-            while not player.client.get_all_connections(player.out):
+            while not player.connections(player.out):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"nobody connected {player.out.name}")
-                time.sleep(0.01)
+                    raise RuntimeError(f"nobody connected {player.out}")
+                time.sleep(0.005)
             player.play()
-        if not player.finished.wait(len(audio) / player.sample_rate + 10):
+        if not player.wait_finished(len(audio) / player.sample_rate + 10):
             raise RuntimeError("the audio did not finish playing")
         time.sleep(SETTLE_S)
         return {
             "start_frame": player.start_frame,
-            "block_size": player.client.blocksize,
-            "midi": [(frame, list(data)) for frame, data in list(player.midi)],
+            "block_size": player.engine.buffer_size,
+            "midi": [(frame, list(data)) for frame, data in player.midi],
+            "xruns": player.xruns_since_play(),
         }
-    except jack.JackError as e:
-        raise RuntimeError(str(e)) from None
     finally:
         player.close()
 

@@ -11,6 +11,8 @@ import mido
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import DEMO_DIR
+from bridge.signals import SR, octave_low_attack
 from rust_engine import Analyzer, EngineConfig
 
 from bridge import analyze

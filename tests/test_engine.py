@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rust_engine import Analyzer, ConfigError, EngineConfig, marking_for_db
 
-import signals
-from signals import SR
+from bridge import signals
+from bridge.signals import SR
 
 
 def harmonic(midi: float, seconds: float, amp: float = 0.3, harmonics: int = 5) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Faults the live bridge must survive (issue 6), each against a real dummy jackd.
 
 `daw-bridge run` runs as a subprocess, as a user runs it; the test process
-plays the "DAW" with bridge.player.Player (audio out, MIDI in, frame times)
+plays the "DAW" with bridge.player.Player (audio out, MIDI in, frame times;
+a Rust process callback, so a busy machine does not chop its audio)
 and kills, restarts and reconfigures the server under it. Also here: bad
 configuration, unwritable and full disks (a tmpfs the test mounts; we run as
 root), a refusing OSC target, and the network listener (bridge/control.py's
@@ -26,10 +27,11 @@ import mido
 import numpy as np
 import pytest
 
+from bridge.errors import BridgeError
 from bridge.player import Player
 from bridge.processes import stop_process
 from conftest import CLI
-from signals import SR, harmonic, melody_audio
+from bridge.signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
 
 pytest_plugins = ["jack_fixtures"]
@@ -39,20 +41,6 @@ RECOVERY_BOUND_S = 3.0  # issue 6: emitting again within 3 s of the server's ret
 
 
 # -- signals and MIDI -------------------------------------------------------------------------
-
-
-def notes(events: list[tuple[int, bytes]]) -> list[tuple[str, int]]:
-    """("on"|"off", note) of the note messages a Player received; velocity 0 is an off."""
-    out = []
-    for _frame, data in list(events):
-        if len(data) != 3:
-            continue
-        status, note, vel = data[0] & 0xF0, data[1], data[2]
-        if status == 0x90 and vel > 0:
-            out.append(("on", note))
-        elif status == 0x80 or (status == 0x90 and vel == 0):
-            out.append(("off", note))
-    return out
 
 
 def assert_balanced(seq: list[tuple[str, int]]) -> None:
@@ -211,11 +199,11 @@ def connect_when_there(
     # A port shows up as soon as it is registered, but JACK refuses to connect it
     # until its client is activated a moment later: retry until then.
     def connected() -> bool:
-        if not player.client.get_ports(f"^{port}$"):
+        if not player.ports(f"^{port}$"):
             return False
         try:
-            player.client.connect(port, player.midi_in)
-        except jack.JackError:
+            player.connect(port, player.midi_in)
+        except BridgeError:
             return False
         return True
 
@@ -226,10 +214,10 @@ def play_and_capture(players: Players, name: str, bridge: str, audio: np.ndarray
     """Plays `audio` into `bridge`:in_1 and returns the notes that came back."""
     p = players(name, audio)
     p.start([f"{bridge}:in_1"], midi_from=f"{bridge}:midi_out")
-    assert p.finished.wait(30), "the player did not finish"
+    assert p.wait_finished(30), "the player did not finish"
     time.sleep(0.3)  # the last note-off
     players.close(p)
-    return notes(p.midi)
+    return p.notes()
 
 
 # -- (a) jackd killed and started again -----------------------------------------------------------
@@ -244,7 +232,7 @@ def test_server_killed_mid_note_recovers_reconnects_and_closes_the_note(
     bridge = bridges(server, "flt-kill", "--connect", "^flt-daw:out$", "--record-midi", str(take))
     daw = players("flt-daw", harmonic(64, 30.0))
     daw.start(midi_from="flt-kill:midi_out")  # no audio connection: --connect makes it
-    wait_until(lambda: ("on", 64) in notes(daw.midi), 10, "the E4 note-on before the loss")
+    wait_until(lambda: ("on", 64) in daw.notes(), 10, "the E4 note-on before the loss")
 
     server.kill()
     time.sleep(0.5)
@@ -258,16 +246,16 @@ def test_server_killed_mid_note_recovers_reconnects_and_closes_the_note(
     daw2.start()
     connect_when_there(daw2, "flt-kill:midi_out", context=bridge.report)
     resumed = wait_until(
-        lambda: ("on", 67) in notes(daw2.midi), 10, "a G4 note-on after the restart", bridge.report
+        lambda: ("on", 67) in daw2.notes(), 10, "a G4 note-on after the restart", bridge.report
     )
     resumed_s = time.monotonic() - back
     print(f"bridge emitting again {resumed_s:.2f} s after the server's return")
     assert resumed_s < RECOVERY_BOUND_S, f"{resumed_s:.2f} s (waited {resumed:.2f} s for the note itself)"
-    assert "flt-kill:in_1" in [p.name for p in daw2.client.get_all_connections(daw2.out)]
+    assert "flt-kill:in_1" in daw2.connections(daw2.out)
 
     time.sleep(0.5)
     err = bridge.stop()
-    seq = notes(daw2.midi)
+    seq = daw2.notes()
     # The E4 left sounding at the loss is closed on the recovered port, first.
     assert seq[0] == ("off", 64), seq
     assert set(ons(seq)) == {67}
@@ -328,12 +316,12 @@ def test_ctrl_c_mid_note_closes_it_on_midi_osc_and_in_the_files(jack_server, bri
     )
     daw = players("flt-int-daw", harmonic(69, 10.0))
     daw.start(["flt-int:in_1"], midi_from="flt-int:midi_out")
-    wait_until(lambda: ("on", 69) in notes(daw.midi), 10, "the A4 note-on")
+    wait_until(lambda: ("on", 69) in daw.notes(), 10, "the A4 note-on")
     bridge.stop(signal.SIGINT)
     time.sleep(0.1)
     osc.close()
     messages = osc.messages()
-    assert notes(daw.midi) == [("on", 69), ("off", 69)]
+    assert daw.notes() == [("on", 69), ("off", 69)]
     assert take_notes(take) == [("on", 69), ("off", 69)]
     osc_notes = [tuple(m.params) for m in messages if m.address == "/bridge/note"]
     assert osc_notes[0][0] == 69 and osc_notes[0][1] > 0 and osc_notes[-1] == (69, 0), osc_notes
@@ -521,20 +509,20 @@ def test_source_ports_that_vanish_and_return_are_reconnected(jack_server, bridge
 
     first = players("flt-re-daw", harmonic(60, 20.0))
     first.start()
-    wait_until(lambda: ("on", 60) in notes(listener.midi), 10, "the C4 from the first DAW")
+    wait_until(lambda: ("on", 60) in listener.notes(), 10, "the C4 from the first DAW")
     players.close(first)  # the DAW quits mid-note: its port vanishes
-    wait_until(lambda: ("off", 60) in notes(listener.midi), 10, "the C4's note-off after the port vanished")
+    wait_until(lambda: ("off", 60) in listener.notes(), 10, "the C4's note-off after the port vanished")
 
     again = players("flt-re-daw", melody_audio(MELODY)[0])
     again.start(play=False)
     wait_until(
-        lambda: "flt-re:in_1" in [p.name for p in again.client.get_all_connections(again.out)],
+        lambda: "flt-re:in_1" in again.connections(again.out),
         10, "the bridge reconnecting the returned port",
     )
     again.play()
-    assert again.finished.wait(30)
+    assert again.wait_finished(30)
     time.sleep(0.3)
-    seq = notes(listener.midi)
+    seq = listener.notes()
     assert seq[:2] == [("on", 60), ("off", 60)]
     assert ons(seq[2:]) == MELODY, seq
     assert_balanced(seq)

@@ -23,10 +23,12 @@ from pythonosc.osc_message import OscMessage
 
 from bridge.processes import stop_process
 from conftest import CLI
-from midi_capture import Capture, assert_recovered_after_loss, capture, midi_notes
+from midi_capture import Capture, assert_recovered_after_loss, capture
 from pipewire_server import PrivatePipeWire, missing_binaries, spawn
-from signals import SR, harmonic, melody_audio
+from bridge.signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
+
+from bridge.player import note_messages
 
 MISSING = missing_binaries()
 pytestmark = pytest.mark.skipif(
@@ -149,7 +151,7 @@ def test_melody_in_gives_midi_and_osc(pipewire: PrivatePipeWire, run_bridge: Cal
     assert played.block_size == pipewire.quantum
 
     # JACK MIDI: the melody on channel 1, every note-on closed by its note-off.
-    notes = midi_notes(played.midi)
+    notes = note_messages(played.midi)
     ons = [n for n in notes if n[0] == "on"]
     assert [n[3] for n in ons] == MELODY, text
     assert [(n[0], n[3]) for n in notes] == [(kind, note) for note in MELODY for kind in ("on", "off")]
@@ -179,7 +181,7 @@ def test_a_second_bridge_of_the_same_name_uses_its_own_ports(
     audio, _ = melody_audio([62, 69])
     played = play(pipewire, tmp_path, audio, "pw-source", f"{second.name}:midi_out", wait_connected=True)
     # Notes from the second bridge's own port: its own input was fed.
-    assert [(n[0], n[3]) for n in midi_notes(played.midi)] == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
+    assert played.notes() == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
 
 
 def test_pipewire_killed_and_restarted_recovers_without_stuck_notes(
@@ -207,5 +209,5 @@ def test_pipewire_killed_and_restarted_recovers_without_stuck_notes(
     g4 = np.concatenate([np.zeros(SR // 10, np.float32), harmonic(67, 1.0)])
     played = play(pipewire, tmp_path, g4, "pw-catcher", f"{bridge.name}:midi_out", to=(f"{bridge.name}:in_1",))
     bridge.stop()
-    notes = [(n[0], n[3]) for n in midi_notes(played.midi)]
+    notes = played.notes()
     assert_recovered_after_loss(notes, take, lost=64, new=67)  # the E4 sounding at the loss, then a G4

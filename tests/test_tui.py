@@ -30,9 +30,9 @@ from bridge import config
 from bridge.control import ControlServer
 from bridge.errors import BridgeError
 from bridge.live import LiveOptions, LiveRunner
-from bridge.params import PARAMS
-from players import PlayerProcess
+from bridge.player import Player
 from tui.app import BridgeApp
+from tui.params import PARAMS
 from tui.remote import RemoteSource
 from tui.screens import HelpScreen, PortsScreen
 
@@ -83,12 +83,12 @@ def runner(jack_server: Any, monkeypatch: pytest.MonkeyPatch, osc_receiver: sock
 
 
 @pytest.fixture
-def player(runner: LiveRunner, jack_server: Any) -> Iterator[PlayerProcess]:
-    """A player process feeding the bridge's in_1 and listening to its MIDI output."""
-    p = PlayerProcess(unique("tui-player"), jack_server.env)
+def player(runner: LiveRunner) -> Iterator[Player]:
+    """A player feeding the bridge's in_1 and listening to its MIDI output. Its
+    process callback is Rust, so it runs in this process next to Textual."""
+    p = Player(unique("tui-player"))
     client = runner.snapshot().client
-    p.connect_to(f"{client}:in_1")
-    p.listen_to(f"{client}:midi_out")
+    p.start([f"{client}:in_1"], midi_from=f"{client}:midi_out", play=False)
     yield p
     p.close()
 
@@ -200,7 +200,7 @@ def test_param_keys_stop_at_the_limits(runner: LiveRunner) -> None:
     run(go())
 
 
-def test_midi_key_mutes_and_unmutes_midi_output(runner: LiveRunner, player: PlayerProcess, tone: Callable[..., np.ndarray]) -> None:
+def test_midi_key_mutes_and_unmutes_midi_output(runner: LiveRunner, player: Player, tone: Callable[..., np.ndarray]) -> None:
     async def go() -> None:
         app = BridgeApp(runner)
         async with app.run_test(size=SIZE) as pilot:
@@ -221,7 +221,7 @@ def test_midi_key_mutes_and_unmutes_midi_output(runner: LiveRunner, player: Play
 
 
 def test_osc_key_stops_and_restarts_osc_output(
-    runner: LiveRunner, player: PlayerProcess, tone: Callable[..., np.ndarray], osc_receiver: socket.socket
+    runner: LiveRunner, player: Player, tone: Callable[..., np.ndarray], osc_receiver: socket.socket
 ) -> None:
     target = f"127.0.0.1:{osc_receiver.getsockname()[1]}"
 
@@ -250,7 +250,7 @@ def test_osc_key_stops_and_restarts_osc_output(
 
 
 def test_record_key_records_a_take(
-    runner: LiveRunner, player: PlayerProcess, tone: Callable[..., np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner: LiveRunner, player: Player, tone: Callable[..., np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
 
@@ -406,11 +406,11 @@ def test_theme_key_switches_light_and_dark(runner: LiveRunner) -> None:
     run(go())
 
 
-def test_jack_panel_shows_the_server_and_connections(runner: LiveRunner, player: PlayerProcess, jack_server: Any) -> None:
+def test_jack_panel_shows_the_server_and_connections(runner: LiveRunner, player: Player, jack_server: Any) -> None:
     async def go() -> None:
         app = BridgeApp(runner)
         async with app.run_test(size=(120, 30)) as pilot:
-            await until(pilot, lambda: player.port in text(app.jack), "the player's connection on screen")
+            await until(pilot, lambda: player.out in text(app.jack), "the player's connection on screen")
             shown = text(app.jack)
             assert jack_server.name in shown
             assert f"{jack_server.rate} Hz · {jack_server.period} fr" in shown
@@ -420,7 +420,7 @@ def test_jack_panel_shows_the_server_and_connections(runner: LiveRunner, player:
     run(go())
 
 
-def test_onset_lamp_meter_and_roll_follow_the_audio(runner: LiveRunner, player: PlayerProcess, tone: Callable[..., np.ndarray]) -> None:
+def test_onset_lamp_meter_and_roll_follow_the_audio(runner: LiveRunner, player: Player, tone: Callable[..., np.ndarray]) -> None:
     async def go() -> None:
         app = BridgeApp(runner)
         async with app.run_test(size=SIZE) as pilot:
@@ -441,7 +441,7 @@ def test_onset_lamp_meter_and_roll_follow_the_audio(runner: LiveRunner, player: 
 
 @pytest.mark.parametrize("attached", [False, True], ids=["in-process", "attached"])
 def test_displayed_note_follows_the_melody(
-    runner: LiveRunner, player: PlayerProcess, tone: Callable[..., np.ndarray], attached: bool
+    runner: LiveRunner, player: Player, tone: Callable[..., np.ndarray], attached: bool
 ) -> None:
     """C4, E4, G4 played into the real bridge appear on the tuner in that order."""
     server = ControlServer(runner, port=0) if attached else None
@@ -472,7 +472,7 @@ def test_displayed_note_follows_the_melody(
 # -- the control channel ---------------------------------------------------------------------
 
 
-def test_remote_source_mirrors_the_runner(runner: LiveRunner, player: PlayerProcess, tmp_path: Path) -> None:
+def test_remote_source_mirrors_the_runner(runner: LiveRunner, player: Player, tmp_path: Path) -> None:
     with ControlServer(runner, port=0, take_dir=tmp_path) as server:
         remote = RemoteSource("127.0.0.1", server.port)
         try:
@@ -480,15 +480,15 @@ def test_remote_source_mirrors_the_runner(runner: LiveRunner, player: PlayerProc
             snap = remote.snapshot()
             assert snap.client == runner.snapshot().client
             assert snap.params == runner.snapshot().params
-            assert (player.port, f"{snap.client}:in_1") in snap.connections
+            assert (player.out, f"{snap.client}:in_1") in snap.connections
             remote.set_param("notes.silence_db", -41.0)
             assert runner.snapshot().params["notes.silence_db"] == -41.0
             remote.set_midi_enabled(False)
             assert runner.snapshot().midi_enabled is False
             remote.set_osc_enabled(False)
             assert runner.snapshot().osc_enabled is False
-            assert player.port in remote.audio_outputs()
-            remote.connect(player.port, 1, False)
+            assert player.out in remote.audio_outputs()
+            remote.connect(player.out, 1, False)
             wait_until(lambda: not runner.snapshot().connections, "the disconnection")
             take = tmp_path / "remote.mid"
             remote.start_recording(take)
@@ -647,7 +647,7 @@ def test_tui_attaches_to_a_running_daw_bridge(jack_server: Any, cli_command: lis
     assert bridge.returncode == 0, err
 
 
-def test_jack_panel_lists_every_source_of_an_input(runner: LiveRunner, player: PlayerProcess) -> None:
+def test_jack_panel_lists_every_source_of_an_input(runner: LiveRunner, player: Player) -> None:
     """Two sources on in_1 at 80x24: both on the in_1 line, counted, none below the panel's edge."""
     other = SilentSource(unique("tui-second"))
     try:
@@ -661,9 +661,9 @@ def test_jack_panel_lists_every_source_of_an_input(runner: LiveRunner, player: P
                 lines = text(app.jack).splitlines()
                 assert len(lines) <= app.jack.content_size.height
                 line = next(ln for ln in lines if ln.startswith("in_1 ← "))
-                assert line.startswith("in_1 ← (2) ") and player.port in line and other.port in line
+                assert line.startswith("in_1 ← (2) ") and player.out in line and other.port in line
                 assert sorted(src for src, dst in runner.snapshot().connections if dst == f"{client}:in_1") == sorted(
-                    [player.port, other.port]
+                    [player.out, other.port]
                 )
 
         run(go())

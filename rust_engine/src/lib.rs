@@ -3,7 +3,10 @@
 //! length, with events stamped at exact sample positions.
 //!
 //! Everything is allocated in [`Analyzer::new`]; [`Analyzer::process`] only
-//! computes. The Python bindings live in `py` behind the `python` feature.
+//! computes. [`period::Period`] is one period of the live bridge without JACK;
+//! the JACK clients (`live`, the bridge, and `player`, the test and demo
+//! player) sit behind the `jack` feature, so the DSP builds and tests without
+//! libjack. The Python bindings live in `py` behind the `python` feature.
 
 pub mod analyzer;
 pub mod attack;
@@ -11,10 +14,14 @@ pub mod config;
 pub mod dynamics;
 pub mod error;
 pub mod event;
+#[cfg(feature = "jack")]
 pub mod live;
 pub mod notes;
 pub mod onset;
+pub mod period;
 pub mod pitch;
+#[cfg(feature = "jack")]
+pub mod player;
 pub mod voicing;
 
 #[cfg(feature = "python")]

@@ -2,79 +2,33 @@
 //! callback reads every input, runs one `Analyzer` per input and writes MIDI
 //! at the exact frame where each note event became known.
 //!
-//! The callback never blocks and never allocates: results leave through a
-//! wait-free ring buffer (`rtrb`) to a non-real-time consumer (OSC, files, UI),
-//! control changes come in through another. Graph management (connections)
-//! is left to the caller.
+//! The per-period work is `period::Period`, free of JACK types; this module
+//! feeds it the ports' buffers and writes its MIDI. The callback never blocks
+//! and never allocates: results leave through a wait-free ring buffer (`rtrb`)
+//! to a non-real-time consumer (OSC, files, UI), control changes come in
+//! through another, and the one fact it needs from the graph (does `midi_out`
+//! have a reader?) through an atomic set by a thread of its own. Graph
+//! management (connections) is left to the caller.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use jack::{
     AudioIn, Client, ClientOptions, Control, MidiOut, NotificationHandler, Port, ProcessHandler, ProcessScope, RawMidi,
 };
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::analyzer::Analyzer;
-use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
-use crate::event::{Event, EventData};
+use crate::config::EngineConfig;
+use crate::period::Period;
+pub use crate::period::{ControlMsg, LiveEvent, Shared, MAX_INPUTS};
 
-/// One event of one input, with the JACK frame time at which it was sent.
-#[derive(Debug, Clone, Copy)]
-pub struct LiveEvent {
-    /// Input number, 1-based (MIDI channel `(input - 1) % 16`).
-    pub input: u8,
-    /// JACK frame time (wrapping u32) of the first frame of the period it came from.
-    pub block_frame: u32,
-    /// Frame within that period at which it was sent.
-    pub offset: u32,
-    pub event: Event,
-}
-
-/// Requests from the control thread to the process callback.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ControlMsg {
-    Set(LiveParam, f32),
-    /// Enable or mute MIDI output; muting sends note-offs for sounding notes.
-    Midi(bool),
-    /// Close every open note (engine and MIDI).
-    AllNotesOff,
-    /// Close every open note and stop analysing: the client is about to go.
-    Finish,
-}
-
-/// Most inputs one client takes; input k plays on MIDI channel (k - 1) % 16.
-pub const MAX_INPUTS: usize = 64;
+/// How often the graph side looks for a reader of `midi_out` while note-offs are owed.
+const READER_POLL: Duration = Duration::from_millis(5);
 
 /// Widest pitch bend range, in semitones (the MIDI RPN allows 0..127; 48 covers every synth's setting).
 pub const MAX_BEND_RANGE: f32 = 48.0;
-
-/// No note sounding, in `Shared::active`.
-const NO_NOTE: u8 = 255;
-
-/// Counters and flags the callback publishes for the control side.
-pub struct Shared {
-    pub xruns: AtomicU64,
-    pub cycles: AtomicU64,
-    /// Events the consumer was too slow to take (ring full).
-    pub dropped: AtomicU64,
-    /// MIDI events JACK could not take (port buffer full).
-    pub midi_lost: AtomicU64,
-    /// Longest process callback so far, in nanoseconds.
-    pub max_cycle_ns: AtomicU64,
-    pub notes_off_done: AtomicU64,
-    pub server_lost: AtomicBool,
-    /// Note sounding on the MIDI port per input, `NO_NOTE` if none.
-    active: Vec<AtomicU8>,
-}
-
-impl Shared {
-    /// Notes sounding on the MIDI port, per input.
-    pub fn active_notes(&self) -> Vec<Option<u8>> {
-        self.active.iter().map(|a| Some(a.load(Ordering::Acquire)).filter(|&n| n != NO_NOTE)).collect()
-    }
-}
 
 struct Notifications {
     shared: Arc<Shared>,
@@ -103,166 +57,29 @@ unsafe extern "C" fn plain_shutdown(arg: *mut std::ffi::c_void) {
     shared.server_lost.store(true, Ordering::Release);
 }
 
-/// One MIDI message waiting to be written in frame order.
-#[derive(Debug, Clone, Copy)]
-struct Outgoing {
-    offset: u32,
-    seq: u32,
-    bytes: [u8; 3],
-    len: u8,
-}
-
 struct Processor {
     inputs: Vec<Port<AudioIn>>,
     midi: Port<MidiOut>,
-    engines: Vec<Analyzer>,
-    events: Vec<Event>,
-    outgoing: Vec<Outgoing>,
-    /// Pitch bend range in semitones; 0 sends no bend.
-    bend_range: f32,
-    last_bend: Vec<u16>,
-    midi_enabled: bool,
-    /// Set by `Finish`: no more analysis, so no note can start after the last note-off.
-    finished: bool,
-    /// Note-offs owed from before a server loss, sent once `midi_out` is connected.
-    owed_offs: Vec<(u8, u8)>,
+    period: Period,
     tx: Producer<LiveEvent>,
     rx: Consumer<ControlMsg>,
     shared: Arc<Shared>,
 }
 
-const BEND_CENTRE: u16 = 8192;
-
-impl Processor {
-    fn queue_midi(&mut self, offset: u32, bytes: [u8; 3], len: u8) {
-        if self.outgoing.len() < self.outgoing.capacity() {
-            let seq = self.outgoing.len() as u32;
-            self.outgoing.push(Outgoing { offset, seq, bytes, len });
-        } else {
-            self.shared.midi_lost.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn publish(&mut self, input: usize, block_frame: u32, offset: u32, event: Event) {
-        let live = LiveEvent { input: input as u8 + 1, block_frame, offset, event };
-        if self.tx.push(live).is_err() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Writes a note-off for whatever input `k` has sounding on the MIDI port.
-    fn release_sent(&mut self, k: usize, offset: u32) {
-        let note = self.shared.active[k].swap(NO_NOTE, Ordering::AcqRel);
-        if note != NO_NOTE {
-            self.queue_midi(offset, [0x80 | (k % 16) as u8, note, 0], 3);
-        }
-    }
-
-    fn apply_control(&mut self, msg: ControlMsg, frame0: u32) {
-        match msg {
-            ControlMsg::Set(param, v) => self.engines.iter_mut().for_each(|e| e.set_live(param, v)),
-            ControlMsg::Midi(on) => {
-                if !on {
-                    (0..self.engines.len()).for_each(|k| self.release_sent(k, 0));
-                }
-                self.midi_enabled = on;
-            }
-            ControlMsg::AllNotesOff | ControlMsg::Finish => {
-                self.finished |= msg == ControlMsg::Finish;
-                for k in 0..self.engines.len() {
-                    self.events.clear();
-                    self.engines[k].all_notes_off(&mut self.events);
-                    for i in 0..self.events.len() {
-                        let e = self.events[i];
-                        self.publish(k, frame0, 0, e);
-                    }
-                    self.release_sent(k, 0);
-                }
-                self.shared.notes_off_done.fetch_add(1, Ordering::Release);
-            }
-        }
-    }
-
-    fn handle_event(&mut self, k: usize, e: Event, block_frame: u32, offset: u32) {
-        let channel = (k % 16) as u8;
-        match e.data {
-            EventData::NoteOn { note, velocity } if self.midi_enabled => {
-                self.release_sent(k, offset);
-                if self.bend_range > 0.0 && self.last_bend[k] != BEND_CENTRE {
-                    self.last_bend[k] = BEND_CENTRE;
-                    self.queue_midi(offset, bend_bytes(channel, BEND_CENTRE), 3);
-                }
-                self.queue_midi(offset, [0x90 | channel, note, velocity.max(1)], 3);
-                self.shared.active[k].store(note, Ordering::Release);
-            }
-            EventData::NoteOff { note } if self.shared.active[k].load(Ordering::Acquire) == note => {
-                self.release_sent(k, offset);
-            }
-            EventData::Pitch { midi, voiced: true, .. } if self.bend_range > 0.0 => {
-                let note = self.shared.active[k].load(Ordering::Acquire);
-                if note != NO_NOTE {
-                    let bend = bend_value(midi - note as f32, self.bend_range);
-                    // Skip changes below ~1 cent at a 2-semitone range: no MIDI spam.
-                    if bend.abs_diff(self.last_bend[k]) >= 64 {
-                        self.last_bend[k] = bend;
-                        self.queue_midi(offset, bend_bytes(channel, bend), 3);
-                    }
-                }
-            }
-            _ => {}
-        }
-        self.publish(k, block_frame, offset, e);
-    }
-}
-
-/// 14-bit pitch bend for a deviation in semitones.
-fn bend_value(semitones: f32, range: f32) -> u16 {
-    (BEND_CENTRE as f32 + semitones / range * 8192.0).round().clamp(0.0, 16383.0) as u16
-}
-
-fn bend_bytes(channel: u8, value: u16) -> [u8; 3] {
-    [0xE0 | channel, (value & 0x7F) as u8, (value >> 7) as u8]
-}
-
 impl ProcessHandler for Processor {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
         let started = Instant::now();
-        let n = ps.n_frames();
-        let frame0 = ps.last_frame_time();
-        self.outgoing.clear();
-        // Owed note-offs wait for a listener: right after a server restart
-        // nothing is connected yet, and JACK MIDI to no one is lost.
-        if !self.owed_offs.is_empty() && self.midi.connected_count().unwrap_or(0) > 0 {
-            for i in 0..self.owed_offs.len() {
-                let (channel, note) = self.owed_offs[i];
-                self.queue_midi(0, [0x80 | channel, note, 0], 3);
-            }
-            self.owed_offs.clear();
-        }
-        while let Ok(msg) = self.rx.pop() {
-            self.apply_control(msg, frame0);
-        }
-        for k in 0..self.engines.len() {
-            if self.finished {
-                break;
-            }
-            let start = self.engines[k].position();
-            self.events.clear();
-            let samples = self.inputs[k].as_slice(ps);
-            // JACK never hands more than MAX_BLOCK frames; the error is unreachable.
-            let _ = self.engines[k].process(&samples[..samples.len().min(MAX_BLOCK)], &mut self.events);
-            for i in 0..self.events.len() {
-                let e = self.events[i];
-                let offset = (e.emit_sample.saturating_sub(start + 1)).min(n as u64 - 1) as u32;
-                self.handle_event(k, e, frame0, offset);
-            }
-        }
-        // JACK wants a port's events in frame order; inputs were appended one after another.
-        self.outgoing.sort_unstable_by_key(|o| (o.offset, o.seq));
+        let (inputs, rx, tx) = (&self.inputs, &mut self.rx, &mut self.tx);
+        let messages = self.period.process(
+            ps.last_frame_time(),
+            ps.n_frames(),
+            |k| inputs[k].as_slice(ps),
+            || rx.pop().ok(),
+            |e| tx.push(e).is_ok(),
+        );
         let mut writer = self.midi.writer(ps);
-        for o in &self.outgoing {
-            let msg = RawMidi { time: o.offset, bytes: &o.bytes[..o.len as usize] };
-            if writer.write(&msg).is_err() {
+        for m in messages {
+            if writer.write(&RawMidi { time: m.offset, bytes: m.bytes() }).is_err() {
                 self.shared.midi_lost.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -308,18 +125,53 @@ impl std::fmt::Display for LiveError {
 
 impl std::error::Error for LiveError {}
 
+/// Opens a client, never starting a server. jackd2 refuses a new client with
+/// "server error" when telling the other clients about it fails, as it does
+/// for a client closing at that moment on a busy machine: that is retried.
+pub(crate) fn open_client(name: &str) -> Result<Client, jack::Error> {
+    let mut attempts = 0;
+    loop {
+        match Client::new(name, ClientOptions::NO_START_SERVER) {
+            Err(jack::Error::ClientError(status))
+                if status.contains(jack::ClientStatus::SERVER_ERROR) && attempts < 4 =>
+            {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            opened => return opened.map(|(client, _status)| client),
+        }
+    }
+}
+
 /// The client's name as other clients see it in the graph, which is what its ports are
 /// called by. When the name is taken, jackd2 renames the client and says so through
 /// `jack_get_client_name`; PipeWire's libjack (0.3.65) renames it too (`NAME-<id>`) but
 /// `jack_get_client_name` keeps returning the requested name, whose ports are another
 /// client's. Looking our own uuid up gives the real name on both.
-fn graph_name(client: &Client) -> String {
+pub(crate) fn graph_name(client: &Client) -> String {
     client.name_by_uuid_str(&client.uuid_string()).unwrap_or_else(|| client.name().to_string())
+}
+
+/// Tells the callback when `midi_out` gains a reader, from a thread of its own:
+/// `jack_port_connected` takes a mutex in PipeWire's libjack, so the real-time
+/// thread never calls it. Runs only while note-offs are owed (after a server
+/// loss), until they are sent or the bridge closes.
+fn watch_readers(midi: &Port<jack::Unowned>, shared: &Shared, stop: &AtomicBool) {
+    while shared.owed_pending.load(Ordering::Acquire)
+        && !stop.load(Ordering::Acquire)
+        && !shared.server_lost.load(Ordering::Acquire)
+    {
+        shared.midi_readers.store(midi.connected_count().unwrap_or(0) > 0, Ordering::Release);
+        std::thread::sleep(READER_POLL);
+    }
 }
 
 /// A running live bridge.
 pub struct LiveBridge {
     client: Option<jack::AsyncClient<Notifications, Processor>>,
+    /// The graph side of `Shared::midi_readers`, while note-offs are owed.
+    watcher: Option<JoinHandle<()>>,
+    stop_watch: Arc<AtomicBool>,
     events: Consumer<LiveEvent>,
     control: Producer<ControlMsg>,
     pub shared: Arc<Shared>,
@@ -336,48 +188,21 @@ impl LiveBridge {
         if !(1..=MAX_INPUTS).contains(&n_inputs) {
             return Err(LiveError::BadInputs(n_inputs));
         }
-        let (client, _status) =
-            Client::new(&cfg.client_name, ClientOptions::NO_START_SERVER).map_err(LiveError::Jack)?;
+        let client = open_client(&cfg.client_name).map_err(LiveError::Jack)?;
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.set_sample_rate(client.sample_rate());
-        let mut engines = Vec::with_capacity(n_inputs);
-        let mut inputs = Vec::with_capacity(n_inputs);
-        for port in &cfg.input_ports {
-            engines.push(Analyzer::new(engine_cfg.clone()).map_err(LiveError::Config)?);
-            inputs.push(client.register_port(port, AudioIn::default()).map_err(LiveError::Jack)?);
-        }
+        let shared = Arc::new(Shared::new(n_inputs));
+        let period = Period::new(&engine_cfg, n_inputs, cfg.bend_range, &cfg.owed_note_offs, shared.clone())
+            .map_err(LiveError::Config)?;
+        let inputs = cfg.input_ports.iter()
+            .map(|port| client.register_port(port, AudioIn::default()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(LiveError::Jack)?;
         let midi = client.register_port(&cfg.midi_port, MidiOut::default()).map_err(LiveError::Jack)?;
-        let per_input = engines[0].max_events(MAX_BLOCK);
-        let shared = Arc::new(Shared {
-            xruns: AtomicU64::new(0),
-            cycles: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            midi_lost: AtomicU64::new(0),
-            max_cycle_ns: AtomicU64::new(0),
-            notes_off_done: AtomicU64::new(0),
-            server_lost: AtomicBool::new(false),
-            active: (0..n_inputs).map(|_| AtomicU8::new(NO_NOTE)).collect(),
-        });
+        let midi_port = midi.clone_unowned();
         let (tx, events) = RingBuffer::new(cfg.queue_capacity.max(1024));
         let (control, rx) = RingBuffer::new(256);
-        let mut owed_offs = Vec::with_capacity(cfg.owed_note_offs.len());
-        owed_offs.extend(cfg.owed_note_offs.iter().map(|&(input, note)| (input.saturating_sub(1) % 16, note)));
-        let processor = Processor {
-            inputs,
-            midi,
-            engines,
-            events: Vec::with_capacity(per_input),
-            // Each engine event may add a bend and a note-off before a note-on.
-            outgoing: Vec::with_capacity(n_inputs * (per_input * 3 + 4) + owed_offs.len()),
-            bend_range: cfg.bend_range,
-            last_bend: vec![BEND_CENTRE; n_inputs],
-            midi_enabled: true,
-            finished: false,
-            owed_offs,
-            tx,
-            rx,
-            shared: shared.clone(),
-        };
+        let processor = Processor { inputs, midi, period, tx, rx, shared: shared.clone() };
         let name = graph_name(&client);
         let sample_rate = client.sample_rate();
         // JACK takes callbacks only before activation. `shared` outlives the client:
@@ -387,7 +212,25 @@ impl LiveBridge {
         }
         let client =
             client.activate_async(Notifications { shared: shared.clone() }, processor).map_err(LiveError::Jack)?;
-        Ok(Self { client: Some(client), events, control, shared, name, sample_rate, inputs: n_inputs })
+        let stop_watch = Arc::new(AtomicBool::new(false));
+        let watcher = shared.owed_pending.load(Ordering::Acquire).then(|| {
+            let (shared, stop) = (shared.clone(), stop_watch.clone());
+            std::thread::Builder::new()
+                .name("daw-bridge-midi-readers".into())
+                .spawn(move || watch_readers(&midi_port, &shared, &stop))
+                .expect("spawning a thread")
+        });
+        Ok(Self {
+            client: Some(client),
+            watcher,
+            stop_watch,
+            events,
+            control,
+            shared,
+            name,
+            sample_rate,
+            inputs: n_inputs,
+        })
     }
 
     /// Current period size in frames.
@@ -431,18 +274,23 @@ impl LiveBridge {
         if !self.server_lost() {
             let before = self.shared.notes_off_done.load(Ordering::Acquire);
             if self.send(ControlMsg::Finish) {
-                let deadline = Instant::now() + std::time::Duration::from_millis(500);
+                let deadline = Instant::now() + Duration::from_millis(500);
                 while self.shared.notes_off_done.load(Ordering::Acquire) == before
                     && Instant::now() < deadline
                     && !self.server_lost()
                 {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                // One more period so the note-offs reach the port's readers.
-                std::thread::sleep(std::time::Duration::from_millis(
+                // Two more periods, so the note-offs written in the last one have
+                // surely been read by the port's readers before the port goes.
+                std::thread::sleep(Duration::from_millis(
                     (2000 * self.buffer_size().max(64) as u64 / self.sample_rate.max(1) as u64).max(5),
                 ));
             }
+        }
+        self.stop_watch.store(true, Ordering::Release);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
         }
         self.drain(out);
         if let Some(client) = self.client.take() {

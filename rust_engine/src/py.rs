@@ -10,6 +10,7 @@ use crate::config::{EngineConfig, LiveParam, SetError, LIVE_PARAMS, MAX_BLOCK};
 use crate::error;
 use crate::event::{Event, EventData};
 use crate::live::{ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent, MAX_BEND_RANGE, MAX_INPUTS};
+use crate::player::{Player, PlayerConfig, PlayerError, PlayerShared};
 
 // -- errors: every engine error becomes a Python exception here, and only here --
 
@@ -390,9 +391,10 @@ fn check_live_value(cfg: &EngineConfig, key: &str, value: f64) -> PyResult<LiveP
 
 #[pyclass(name = "LiveBridge", module = "rust_engine")]
 struct PyLiveBridge {
-    /// The ring buffer ends are Send but not Sync; PyO3's own borrow flag
-    /// already serialises access, so the Mutex is only ever reached through
-    /// `get_mut` and never locked.
+    /// The ring buffer ends are Send but not Sync, and a pyclass must be Sync.
+    /// `&mut self` methods reach the state through `get_mut` (PyO3's borrow flag
+    /// already makes them exclusive); the `&self` getters lock it, which never
+    /// waits: no `&mut self` method can run meanwhile.
     live: std::sync::Mutex<LiveState>,
     config: EngineConfig,
 }
@@ -562,6 +564,206 @@ impl PyLiveBridge {
     }
 }
 
+fn player_error(e: PlayerError) -> PyErr {
+    match e {
+        PlayerError::BadPorts => value_error(e),
+        _ => PyRuntimeError::new_err(e.to_string()),
+    }
+}
+
+#[pyclass(name = "Player", module = "rust_engine")]
+struct PyPlayer {
+    /// The ring buffer ends are Send but not Sync, and a pyclass must be Sync;
+    /// locking never waits, as for `LiveBridge`.
+    player: std::sync::Mutex<Player>,
+    /// The callback's counters, read without the lock (`wait_finished` sleeps).
+    shared: std::sync::Arc<PlayerShared>,
+    /// Frame-time anchor of the last play, set once known.
+    last_start: Option<u32>,
+    name: String,
+    sample_rate: u32,
+    outputs: Vec<String>,
+    midi_inputs: Vec<String>,
+}
+
+impl PyPlayer {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Player> {
+        self.player.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[pymethods]
+impl PyPlayer {
+    #[new]
+    #[pyo3(signature = (name, outputs = vec!["out".to_string()], midi_inputs = vec!["midi_in".to_string()], midi_capacity = 65536))]
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        outputs: Vec<String>,
+        midi_inputs: Vec<String>,
+        midi_capacity: usize,
+    ) -> PyResult<Self> {
+        let cfg = PlayerConfig { client_name: name.to_string(), outputs, midi_inputs, midi_capacity };
+        let player = py.detach(|| Player::open(cfg)).map_err(|e| match e {
+            PlayerError::Jack(e) => PyRuntimeError::new_err(format!("cannot open JACK client '{name}': {e}")),
+            other => player_error(other),
+        })?;
+        Ok(Self {
+            shared: player.shared.clone(),
+            last_start: None,
+            name: player.name.clone(),
+            sample_rate: player.sample_rate,
+            outputs: player.outputs.clone(),
+            midi_inputs: player.midi_inputs.clone(),
+            player: std::sync::Mutex::new(player),
+        })
+    }
+
+    /// The client's name in the graph.
+    #[getter]
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    #[getter]
+    fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    #[getter]
+    fn buffer_size(&self) -> u32 {
+        self.inner().buffer_size()
+    }
+
+    /// Full names of the audio outputs.
+    #[getter]
+    fn outputs(&self) -> Vec<String> {
+        self.outputs.clone()
+    }
+
+    /// Full names of the MIDI inputs.
+    #[getter]
+    fn midi_inputs(&self) -> Vec<String> {
+        self.midi_inputs.clone()
+    }
+
+    #[pyo3(signature = (audio, r#loop = false, at_frame = None))]
+    fn play(&mut self, audio: PyReadonlyArrayDyn<'_, f32>, r#loop: bool, at_frame: Option<u32>) -> PyResult<()> {
+        if audio.ndim() != 1 {
+            return Err(value_error(format!("audio must be 1-D, got {} dimensions", audio.ndim())));
+        }
+        let samples = audio.as_slice().map_err(|_| value_error("audio must be C-contiguous"))?.to_vec();
+        self.last_start = None;
+        self.player
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .play(samples, r#loop, at_frame)
+            .map_err(player_error)?;
+        Ok(())
+    }
+
+    fn stop(&mut self) -> PyResult<()> {
+        self.player.get_mut().unwrap_or_else(|p| p.into_inner()).stop().map_err(player_error)
+    }
+
+    /// Frame time of the last play's first sample, once its period has begun.
+    #[getter]
+    fn start_frame(&mut self) -> Option<u32> {
+        if self.last_start.is_none() {
+            let player = self.inner();
+            let start = player.start_frame(player.last_id());
+            drop(player);
+            self.last_start = start;
+        }
+        self.last_start
+    }
+
+    /// Whether the last play (not looped) has played its last sample.
+    #[getter]
+    fn finished(&self) -> bool {
+        let player = self.inner();
+        player.last_id() != 0 && player.finished(player.last_id())
+    }
+
+    /// Waits up to `timeout` seconds for the last play to end; false on timeout.
+    fn wait_finished(&self, py: Python<'_>, timeout: f64) -> bool {
+        let id = self.inner().last_id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout.max(0.0));
+        let shared = &self.shared;
+        py.detach(|| loop {
+            if id != 0 && shared_finished(shared, id) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline || shared.server_lost.load(std::sync::atomic::Ordering::Acquire) {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        })
+    }
+
+    /// (frame time, bytes) of every MIDI event received so far on MIDI input
+    /// `input` (an index into `midi_inputs`), or on all of them.
+    #[pyo3(signature = (input = None))]
+    fn midi<'py>(&self, py: Python<'py>, input: Option<usize>) -> Vec<(u32, Bound<'py, pyo3::types::PyBytes>)> {
+        let captured = self.inner().captured.clone();
+        let list = captured.lock().unwrap_or_else(|p| p.into_inner());
+        list.iter()
+            .filter(|c| input.is_none_or(|k| c.input as usize == k))
+            .map(|c| (c.frame, pyo3::types::PyBytes::new(py, c.bytes())))
+            .collect()
+    }
+
+    fn frame_time(&self) -> u32 {
+        self.inner().frame_time()
+    }
+
+    fn connect(&self, source: &str, destination: &str) -> PyResult<()> {
+        self.inner()
+            .connect(source, destination)
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot connect {source} -> {destination}: {e}")))
+    }
+
+    fn disconnect(&self, source: &str, destination: &str) -> PyResult<()> {
+        self.inner()
+            .disconnect(source, destination)
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot disconnect {source} -> {destination}: {e}")))
+    }
+
+    /// Names of the ports connected to `port`.
+    fn connections(&self, port: &str) -> Vec<String> {
+        self.inner().connections(port)
+    }
+
+    /// Names of the ports whose names match the regular expression `pattern`.
+    fn ports(&self, pattern: &str) -> Vec<String> {
+        self.inner().ports(pattern)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.shared;
+        let d = PyDict::new(py);
+        d.set_item("cycles", s.cycles.load(Relaxed))?;
+        d.set_item("missed_cycles", s.missed_cycles.load(Relaxed))?;
+        d.set_item("short_steps", s.short_steps.load(Relaxed))?;
+        d.set_item("xruns", s.xruns.load(Relaxed))?;
+        d.set_item("midi_dropped", s.midi_dropped.load(Relaxed))?;
+        d.set_item("midi_skipped", s.midi_skipped.load(Relaxed))?;
+        d.set_item("server_lost", s.server_lost.load(std::sync::atomic::Ordering::Acquire))?;
+        Ok(d)
+    }
+
+    /// Deactivates and closes the client; `midi()` stays readable.
+    fn close(&mut self, py: Python<'_>) {
+        let player = self.player.get_mut().unwrap_or_else(|p| p.into_inner());
+        py.detach(|| player.close());
+    }
+}
+
+fn shared_finished(shared: &PlayerShared, id: u32) -> bool {
+    shared.finished_id() == id
+}
+
 /// The dynamic marking for an envelope level in dBFS.
 #[pyfunction]
 fn marking_for_db(db: f32) -> &'static str {
@@ -575,6 +777,7 @@ fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyAnalyzer>()?;
     m.add_class::<PyEvent>()?;
     m.add_class::<PyLiveBridge>()?;
+    m.add_class::<PyPlayer>()?;
     m.add_function(wrap_pyfunction!(marking_for_db, m)?)?;
     m.add("MAX_INPUTS", MAX_INPUTS)?;
     m.add("MAX_BEND_RANGE", MAX_BEND_RANGE as f64)?;
@@ -588,6 +791,7 @@ fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "LiveBridge",
             "MAX_BEND_RANGE",
             "MAX_INPUTS",
+            "Player",
             "marking_for_db",
         ],
     )?;

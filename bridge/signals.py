@@ -1,0 +1,107 @@
+"""Synthetic harmonic tones with known notes: the signals of the tests, the
+benchmarks and the demo recording (demo/make_demo.py), from one generator.
+
+A tone is the sum of partials 1..N at amplitude 1/h (`partials`), under an
+envelope: the tests' `harmonic` ramps linearly and keeps its level, the
+benchmarks' `harmonic_tone` uses raised-cosine ramps and a set peak, the demo
+decays. Everything is float32 at 48 kHz unless a rate is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+SR = 48_000
+
+
+def midi_hz(midi: float) -> float:
+    return 440.0 * 2.0 ** ((midi - 69) / 12)
+
+
+def partials(
+    hz: float, t: np.ndarray, harmonics: int, below_hz: float = np.inf, phase: Callable[[int], float] | None = None
+) -> np.ndarray:
+    """sum of sin(2 pi h hz t + phase(h)) / h for h = 1..`harmonics` with h * hz < `below_hz`."""
+    out = np.zeros(len(t))
+    for h in range(1, harmonics + 1):
+        if h * hz < below_hz:
+            out += np.sin(2 * np.pi * h * hz * t + (phase(h) if phase else 0.0)) / h
+    return out
+
+
+def harmonic(midi: float, seconds: float, amp: float = 0.3, harmonics: int = 5, release_s: float = 0.02) -> np.ndarray:
+    """A tone with a 5 ms linear attack and a linear release of `release_s`, at 48 kHz."""
+    t = np.arange(int(seconds * SR)) / SR
+    env = np.clip(np.minimum(t / 0.005, (seconds - t) / release_s), 0, 1)
+    return (amp * env * partials(midi_hz(midi), t, harmonics)).astype(np.float32)
+
+
+def melody_audio(notes: list[int], note_s: float = 0.25, gap_s: float = 0.15) -> tuple[np.ndarray, list[int]]:
+    """0.2 s of silence, the notes with gaps, 0.3 s of silence; and each note's start sample."""
+    parts, starts, pos = [np.zeros(int(0.2 * SR), np.float32)], [], int(0.2 * SR)
+    for n in notes:
+        starts.append(pos)
+        tone = harmonic(n, note_s)
+        parts += [tone, np.zeros(int(gap_s * SR), np.float32)]
+        pos += len(tone) + int(gap_s * SR)
+    parts.append(np.zeros(int(0.3 * SR), np.float32))
+    return np.concatenate(parts), starts
+
+
+def octave_low_attack(midi: float, seconds: float = 0.5) -> np.ndarray:
+    """0.1 s of silence, then a tone whose first 40 ms carry its sub-octave as
+    loud as itself (the period doubles), faded out by 60 ms: pitch trackers
+    hear the octave below first. 0.1 s of silence after."""
+    t = np.arange(int(seconds * SR)) / SR
+    fade = np.clip(1 - (t - 0.04) / 0.02, 0, 1).astype(np.float32)
+    tone = harmonic(midi, seconds) + fade * harmonic(midi - 12, seconds)
+    silence = np.zeros(int(0.1 * SR), np.float32)
+    return np.concatenate([silence, tone, silence])
+
+
+def harmonic_tone(hz: float, rate: int, seconds: float, harmonics: int = 5,
+                  attack_s: float = 0.005, release_s: float = 0.010, peak: float = 0.5) -> np.ndarray:
+    """A tone of partials below Nyquist with raised-cosine attack and release, scaled to `peak`."""
+    n = int(round(seconds * rate))
+    tone = partials(hz, np.arange(n) / rate, harmonics, below_hz=rate / 2)
+    env = np.ones(n)
+    a, r = int(attack_s * rate), int(release_s * rate)
+    env[:a] = 0.5 - 0.5 * np.cos(np.pi * np.arange(a) / a)
+    env[n - r:] = 0.5 + 0.5 * np.cos(np.pi * np.arange(r) / r)
+    tone = tone * env
+    return (tone * peak / np.max(np.abs(tone))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ToneSequence:
+    """A signal of tones; `starts` are sample offsets of each tone's first sample."""
+
+    signal: np.ndarray
+    starts: np.ndarray
+    midis: np.ndarray
+    rate: int
+
+    def slot(self, i: int) -> tuple[int, int]:
+        """The span [start, next start) in which tone `i`'s note-on must fall."""
+        end = int(self.starts[i + 1]) if i + 1 < len(self.starts) else len(self.signal)
+        return int(self.starts[i]), end
+
+
+def tone_sequence(midis: list[int], rate: int, tone_s: float = 0.25, gap_s: float = 0.15,
+                  lead_s: float = 0.1, jitter: int = 256, seed: int = 1) -> ToneSequence:
+    """`midis` played one after another, each `tone_s` long and followed by about `gap_s` of silence.
+
+    Each start is moved by a random 0..`jitter` frames so that the tones fall at
+    all offsets within a JACK period (a fixed grid would start every tone at
+    the same offset and bias the latency by up to a period).
+    """
+    tone_n, slot_n, lead_n = int(tone_s * rate), int((tone_s + gap_s) * rate), int(lead_s * rate)
+    signal = np.zeros(lead_n + slot_n * len(midis) + jitter, dtype=np.float32)
+    shifts = np.random.default_rng(seed).integers(0, jitter, len(midis)) if jitter else 0
+    starts = lead_n + slot_n * np.arange(len(midis)) + shifts
+    for start, m in zip(starts, midis):
+        signal[start:start + tone_n] = harmonic_tone(midi_hz(m), rate, tone_s)
+    return ToneSequence(signal, starts, np.asarray(midis), rate)

@@ -1,0 +1,216 @@
+//! One period of the live bridge (`Period`, what the JACK process callback
+//! runs) driven without JACK: the MIDI it writes, the note-offs it owes, and a
+//! counting allocator proving it allocates nothing once constructed.
+
+mod signals;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rust_engine::config::LiveParam;
+use rust_engine::period::{ControlMsg, LiveEvent, Period, Shared};
+use rust_engine::EngineConfig;
+use signals::*;
+
+thread_local! {
+    /// Allocations made by this thread: tests run in parallel threads.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// A MIDI message with its absolute frame.
+type Sent = (u64, Vec<u8>);
+
+/// Drives a `Period` over whole signals, one per input, in periods of `frames`.
+struct Run {
+    period: Period,
+    shared: Arc<Shared>,
+    frame: u64,
+    events: Vec<LiveEvent>,
+    sent: Vec<Sent>,
+}
+
+impl Run {
+    fn new(inputs: usize, owed: &[(u8, u8)]) -> Self {
+        let shared = Arc::new(Shared::new(inputs));
+        let period = Period::new(&EngineConfig::default(), inputs, 2.0, owed, shared.clone()).unwrap();
+        Self { period, shared, frame: 0, events: Vec::with_capacity(1 << 16), sent: Vec::with_capacity(1 << 14) }
+    }
+
+    /// One period; returns the allocations it made.
+    fn step(&mut self, blocks: &[&[f32]], controls: &[ControlMsg]) -> usize {
+        let frames = blocks[0].len() as u32;
+        let mut pending = controls.iter().copied();
+        let events = &mut self.events;
+        let before = allocations();
+        let messages = self.period.process(
+            self.frame as u32,
+            frames,
+            |k| blocks[k],
+            || pending.next(),
+            |e| {
+                // Full like a ring: nothing is ever dropped here (capacity 65536).
+                events.len() < events.capacity() && {
+                    events.push(e);
+                    true
+                }
+            },
+        );
+        let made = allocations() - before;
+        assert!(messages.windows(2).all(|w| w[0].offset <= w[1].offset), "{messages:?}");
+        assert!(messages.iter().all(|m| m.offset < frames.max(1)));
+        for m in messages {
+            self.sent.push((self.frame + m.offset as u64, m.bytes().to_vec()));
+        }
+        self.frame += frames as u64;
+        made
+    }
+
+    /// Plays `signals` (one per input) in periods cycling through `sizes`; returns the allocations.
+    fn play(&mut self, signals: &[Vec<f32>], sizes: &[usize]) -> usize {
+        let len = signals.iter().map(Vec::len).max().unwrap();
+        let mut padded: Vec<Vec<f32>> = signals.to_vec();
+        padded.iter_mut().for_each(|s| s.resize(len, 0.0));
+        let (mut pos, mut made) = (0, 0);
+        for &n in sizes.iter().cycle() {
+            if pos >= len {
+                break;
+            }
+            let end = (pos + n).min(len);
+            let blocks: Vec<&[f32]> = padded.iter().map(|s| &s[pos..end]).collect();
+            made += self.step(&blocks, &[]);
+            pos = end;
+        }
+        made
+    }
+
+    /// (channel, "on"/"off", note) of the note messages sent.
+    fn notes(&self) -> Vec<(u8, &'static str, u8)> {
+        self.sent
+            .iter()
+            .filter_map(|(_, b)| match b[0] & 0xF0 {
+                0x90 if b[2] > 0 => Some((b[0] & 0x0F, "on", b[1])),
+                0x80 | 0x90 => Some((b[0] & 0x0F, "off", b[1])),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn melody_of(notes: &[f32]) -> Vec<f32> {
+    melody(&notes.iter().map(|&m| (m, 0.25)).collect::<Vec<_>>(), 0.15).0
+}
+
+#[test]
+fn each_input_plays_its_melody_on_its_channel_every_note_closed() {
+    let mut run = Run::new(2, &[]);
+    run.play(&[melody_of(&[60.0, 64.0, 67.0]), melody_of(&[45.0, 52.0])], &[128, 64, 1000, 256]);
+    let notes = run.notes();
+    for (channel, melody) in [(0u8, vec![60u8, 64, 67]), (1, vec![45, 52])] {
+        let mine: Vec<_> = notes.iter().filter(|n| n.0 == channel).map(|n| (n.1, n.2)).collect();
+        let expected: Vec<_> = melody.iter().flat_map(|&m| [("on", m), ("off", m)]).collect();
+        assert_eq!(mine, expected, "channel {channel}");
+    }
+    // The whole stream is in frame order, and events carry their period's frame.
+    assert!(run.sent.windows(2).all(|w| w[0].0 <= w[1].0));
+    assert!(run.events.iter().all(|e| (e.block_frame as u64) < run.frame && e.input >= 1 && e.input <= 2));
+    assert!(run.shared.active_notes().iter().all(Option::is_none));
+}
+
+#[test]
+fn a_period_allocates_nothing_whatever_it_is_told() {
+    let mut run = Run::new(3, &[(1, 50), (3, 51)]);
+    let a = melody_of(&[40.0, 64.0, 88.0]);
+    let b = melody_of(&[57.0, 62.0]);
+    let c = noise(a.len(), 0.2, 7);
+    // The owed note-offs leave in the first period, with a reader there.
+    run.shared.midi_readers.store(true, Ordering::Release);
+    let mut made = run.play(&[a.clone(), b.clone(), c.clone()], &[1, 64, 128, 1000, 8192, 77]);
+    // Every control message.
+    let block = &a[4800..4928];
+    for controls in [
+        vec![ControlMsg::Set(LiveParam::OnsetDelta, 0.2), ControlMsg::Set(LiveParam::SilenceDb, -50.0)],
+        vec![ControlMsg::Midi(false)],
+        vec![ControlMsg::Midi(true), ControlMsg::Set(LiveParam::MinConfidence, 0.5)],
+        vec![ControlMsg::AllNotesOff],
+        vec![ControlMsg::Finish],
+    ] {
+        made += run.step(&[block, block, block], &controls);
+    }
+    made += run.play(&[a, b, c], &[128]);
+    assert_eq!(made, 0, "the period allocated");
+    assert!(run.notes().iter().filter(|n| n.1 == "on").count() >= 5, "{:?}", run.notes());
+    assert_eq!(run.sent[..2], [(0, vec![0x80, 50, 0]), (0, vec![0x82, 51, 0])]);
+    assert!(!run.shared.owed_pending.load(Ordering::Acquire));
+}
+
+#[test]
+fn owed_note_offs_wait_for_a_reader_of_the_port() {
+    let mut run = Run::new(2, &[(1, 64), (2, 67)]);
+    assert!(run.shared.owed_pending.load(Ordering::Acquire));
+    let silence = vec![0.0f32; 128];
+    for _ in 0..10 {
+        run.step(&[&silence, &silence], &[]);
+    }
+    assert!(run.sent.is_empty(), "note-offs sent to no one: {:?}", run.sent);
+    run.shared.midi_readers.store(true, Ordering::Release);
+    run.step(&[&silence, &silence], &[]);
+    run.step(&[&silence, &silence], &[]);
+    assert_eq!(run.sent, vec![(1280, vec![0x80, 64, 0]), (1280, vec![0x81, 67, 0])]);
+    assert!(!run.shared.owed_pending.load(Ordering::Acquire));
+}
+
+#[test]
+fn muting_closes_the_sounding_note_and_finish_stops_the_analysis() {
+    let mut run = Run::new(1, &[]);
+    let long = tone(69.0, 1.0, 0.3);
+    run.play(&[long[..24_000].to_vec()], &[128]);
+    assert_eq!(run.notes(), vec![(0, "on", 69)]);
+    let block = &long[24_000..24_128];
+    run.step(&[block], &[ControlMsg::Midi(false)]);
+    assert_eq!(run.notes(), vec![(0, "on", 69), (0, "off", 69)]);
+    // Muted: the note goes on in the engine (events) but not on the port.
+    run.step(&[block], &[ControlMsg::Midi(true)]);
+    run.step(&[block], &[ControlMsg::Finish]);
+    assert_eq!(run.shared.notes_off_done.load(Ordering::Acquire), 1);
+    let events = run.events.len();
+    run.play(&[melody_of(&[60.0])], &[128]);
+    assert_eq!(run.events.len(), events, "analysis went on after Finish");
+    assert_eq!(run.notes().len(), 2);
+}
+
+#[test]
+fn owed_note_offs_never_follow_a_new_note_on() {
+    // The reader connected, but the graph side has not told the callback yet.
+    let mut run = Run::new(1, &[(1, 64)]);
+    run.play(&[melody_of(&[67.0])], &[128]);
+    assert_eq!(run.notes(), vec![(0, "off", 64), (0, "on", 67), (0, "off", 67)]);
+    assert_eq!(run.sent[0].0, run.sent[1].0, "the owed note-off goes with the note-on");
+    run.shared.midi_readers.store(true, Ordering::Release);
+    run.step(&[&[0.0; 128]], &[]);
+    assert_eq!(run.notes().len(), 3, "sent twice: {:?}", run.notes());
+}
