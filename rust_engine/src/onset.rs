@@ -14,6 +14,12 @@
 //! bin of the two frames compared do not count, and an onset must exceed the
 //! largest flux of the median window by `RECENT_MAX_RATIO`, which a periodic
 //! modulation never does.
+//!
+//! Background noise does the same in every bin it dominates, and a floor that
+//! follows the peak lets more or less of it through as the note swells and
+//! fades (a bowed note's noisy frames fired): bins under `NOISE_FLOOR_RATIO`
+//! times the frame's median magnitude, which in noise is the noise level, do
+//! not count either.
 
 use std::sync::Arc;
 
@@ -32,6 +38,14 @@ const MEDIAN_MARGIN: f32 = 0.1;
 /// (tuned on the accuracy corpus with the steady tones of the tests: 40 beat
 /// 30, 35 and 50; 30 loses soft attacks).
 const FLOOR_DB: f32 = 40.0;
+
+/// Bins under this multiple of the larger median magnitude of the two frames
+/// compared are held there. Most bins of a monophonic frame hold no partial, so
+/// the median is the level of what fills the gaps, background noise above all,
+/// and a white noise bin exceeds twice that median one time in sixteen. On the
+/// clean half of the accuracy corpus it changes no figure (tuned on the noisy
+/// half, onset F: 2 gave 0.865, 1 0.813, 1.5 0.862, 2.5 0.856, 3 0.843, 4 0.808).
+const NOISE_FLOOR_RATIO: f32 = 2.0;
 
 /// An onset's flux must exceed the largest flux of the median window by this
 /// factor: a steady periodic modulation repeats its peaks but does not outgrow
@@ -64,6 +78,10 @@ pub struct SpectralFlux {
     prev_flux: f32,
     /// Loudest magnitude of the previous frame, for the floor.
     prev_peak: f32,
+    /// Median magnitude of the previous frame, for the noise floor.
+    prev_median: f32,
+    /// Magnitudes of the frame, reordered to find their median.
+    magnitudes: Vec<f32>,
     /// `FLOOR_DB` as a magnitude ratio.
     floor_ratio: f32,
     /// Hops since the last onset (saturating), for the minimum inter-onset interval.
@@ -100,6 +118,8 @@ impl SpectralFlux {
             sorted: vec![0.0; median_hops],
             prev_flux: 0.0,
             prev_peak: 0.0,
+            prev_median: 0.0,
+            magnitudes: vec![0.0; bins],
             floor_ratio: 10f32.powf(-FLOOR_DB / 20.0),
             since_onset: usize::MAX,
             in_rise: false,
@@ -129,6 +149,7 @@ impl SpectralFlux {
         self.history_pos = 0;
         self.prev_flux = 0.0;
         self.prev_peak = 0.0;
+        self.prev_median = 0.0;
         self.since_onset = usize::MAX;
         self.in_rise = false;
     }
@@ -147,11 +168,19 @@ impl SpectralFlux {
 
         // Half-wave rectified difference of log-compressed magnitudes, averaged
         // over bins so the threshold does not depend on the frame length; both
-        // frames held at the floor below the louder one's peak (same floor for
-        // both, so a decay does not rise out of it).
-        let peak = self.spectrum.iter().map(|c| c.norm_sqr()).fold(0.0f32, f32::max).sqrt();
-        let floor = (self.compression * peak.max(self.prev_peak) * self.floor_ratio).ln_1p();
+        // frames held at the floor below the louder one's peak or over the
+        // louder one's median (same floor for both, so a decay does not rise
+        // out of it).
+        for (m, c) in self.magnitudes.iter_mut().zip(&self.spectrum) {
+            *m = c.norm();
+        }
+        let peak = self.magnitudes.iter().copied().fold(0.0f32, f32::max);
+        let mid = self.magnitudes.len() / 2;
+        let median = *self.magnitudes.select_nth_unstable_by(mid, f32::total_cmp).1;
+        let floor = (peak.max(self.prev_peak) * self.floor_ratio).max(median.max(self.prev_median) * NOISE_FLOOR_RATIO);
+        let floor = (self.compression * floor).ln_1p();
         self.prev_peak = peak;
+        self.prev_median = median;
         let mut flux = 0.0f32;
         for (c, prev) in self.spectrum.iter().zip(self.prev_log.iter_mut()) {
             let log = (self.compression * c.norm()).ln_1p();
@@ -260,18 +289,55 @@ mod tests {
         }
     }
 
+    /// White noise from a fixed seed (xorshift, sum of 4 uniforms), unit variance.
+    fn noise(n: usize) -> Vec<f32> {
+        let mut s = 0x2545_f491_4f6c_dd1d_u64;
+        (0..n)
+            .map(|_| {
+                let sum: f32 = (0..4)
+                    .map(|_| {
+                        s ^= s << 13;
+                        s ^= s >> 7;
+                        s ^= s << 17;
+                        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                    })
+                    .sum();
+                sum * 3f32.sqrt()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_swelling_tone_in_noise_gives_one_onset() {
+        use std::f32::consts::TAU;
+        let cfg = EngineConfig::default();
+        // A bowed note: five harmonics swelling and fading by 12 dB at 3 Hz,
+        // white noise 20 dB under its RMS, as in the noisy accuracy corpus.
+        let mut x = tone(3, |t| {
+            (1..=5).map(|k| 0.2 / k as f32 * (TAU * 196.0 * k as f32 * t).sin()).sum::<f32>()
+                * (0.625 + 0.375 * (TAU * 3.0 * t).sin())
+        });
+        let rms = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+        for (v, n) in x.iter_mut().zip(noise(48_000 * 3)) {
+            *v += 0.1 * rms * n;
+        }
+        let hits = run(&x, &cfg);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+    }
+
     #[test]
     fn naive_sawtooths_across_the_range_give_few_onsets() {
         // Frequencies drawn once at random (50-900 Hz), not chosen: the
         // aliasing pattern of a naive sawtooth depends on how its period falls
-        // on the sample grid. Before the floor and the recent maximum these
-        // gave 413 onsets (23-36 each), now 45: one for most of them, but some
-        // still beat slowly enough to fire a few times.
+        // on the sample grid. Before the floors and the recent maximum these
+        // gave 413 onsets (23-36 each), with the peak floor and the recent
+        // maximum 45, with the median floor too 35: one for most of them, but
+        // some still beat slowly enough to fire a few times.
         let cfg = EngineConfig::default();
         let freqs = [233.0f32, 485.0, 857.9, 172.5, 856.4, 315.1, 409.8, 753.5, 397.8, 517.2, 73.4, 690.5, 507.4];
         let total: usize =
             freqs.iter().map(|&f| run(&tone(3, |t| 0.9 * (2.0 * (f * t).fract() - 1.0)), &cfg).len()).sum();
-        assert!(total <= 4 * freqs.len(), "{total} onsets");
+        assert!(total <= 3 * freqs.len(), "{total} onsets");
     }
 
     #[test]
