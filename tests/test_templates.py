@@ -83,16 +83,24 @@ def test_ardour_template_is_a_session_template_in_ardour_7_format(ardour_session
     assert ardour_session.find("Sources") is not None and not list(ardour_session.find("Sources"))
 
 
-def test_ardour_voice_track_feeds_the_bridge_input(ardour_session: ET.Element) -> None:
+def test_ardour_voice_track_feeds_the_bridge_input_before_its_fader(ardour_session: ET.Element) -> None:
     voice = route(ardour_session, "Voice")
     assert "AudioTrack" in voice.find("PresentationInfo").get("flags", "")
+    # The panned, faded outputs go to the master bus only, so the singer hears themself ...
     outs = io_ports(voice, "Output")
     assert len(outs) == 2 and all(p.get("type") == "audio" for p in outs)
-    # Both sides of the panned output, summed by JACK into the bridge's first input;
-    # and still to the master bus, so the singer hears themself.
     for port in outs:
-        assert BRIDGE_IN_1 in connections(port)
-        assert any(c.startswith("Master/") for c in connections(port))
+        assert connections(port) == {f"Master/audio_in {outs.index(port) + 1}"}
+    # ... and the bridge hears the track from a mono external send placed before the
+    # fader (the "amp" processor; "trim" is the input trim) and the panner (main-outs).
+    order = [p.get("type") for p in voice.findall("Processor")]
+    sends = [p for p in voice.findall("Processor") if p.get("type") == "send"]
+    assert len(sends) == 1 and sends[0].get("role") == "Send" and sends[0].get("active") == "1"
+    assert order.index("send") < order.index("amp") < order.index("main-outs")
+    send_ports = sends[0].find("IO").findall("Port")
+    assert [(p.get("type"), connections(p)) for p in send_ports] == [("audio", {BRIDGE_IN_1})]
+    send_gain = [c.get("value") for c in sends[0].findall("Controllable") if c.get("name") == "gaincontrol"]
+    assert send_gain == ["1"]
     assert controllable(voice, "rec-enable") == 1
 
 
