@@ -290,9 +290,12 @@ def test_reaper_osc_bridge_patterns_are_bridge_addresses() -> None:
     assert bridge_patterns
     for key, pattern in bridge_patterns:
         assert bridge_address(pattern[1:]) is not None, f"{key} {pattern} is no address the bridge sends"
-    # Dynamics ride a fader: normalized, for one input and for input <n> of several.
-    assert ("TRACK_VOLUME", "n" + osc_address(DEFAULT_OSC_PREFIX, 1, 1, "dynamics")) in bridge_patterns
-    assert ("TRACK_VOLUME", "n" + osc_address(DEFAULT_OSC_PREFIX, 2, 2, "dynamics").replace("/2/", "/@/")) in bridge_patterns
+    # The level rides a fader in dB ("f", REAPER's TRACK_VOLUME .../db type), from a message whose
+    # first argument, the only one REAPER reads, is that dB value; for one input and input <n> of several.
+    assert [(a.type, a.name) for a in OSC_MESSAGES["level"].args][0] == ("f", "db")
+    assert ("TRACK_VOLUME", "f" + osc_address(DEFAULT_OSC_PREFIX, 1, 1, "level")) in bridge_patterns
+    assert ("TRACK_VOLUME", "f" + osc_address(DEFAULT_OSC_PREFIX, 2, 2, "level").replace("/2/", "/@/")) in bridge_patterns
+    assert not [p for key, p in bridge_patterns if key == "TRACK_VOLUME" and p[0] == "n"], "a linear value on the fader"
     # The onset relay's /action message has its pattern.
     assert ("ACTION", ["i/action", "t/action/@"]) in reaper_osc_entries()
 
@@ -408,7 +411,7 @@ def test_readme_osc_table_is_the_code_s() -> None:
 
 def test_guide_uses_the_code_names() -> None:
     guide = (ROOT / "README.md").read_text()
-    for name in (BRIDGE_IN_1, BRIDGE_MIDI, templates.reaper_feed_port(), DEFAULT_OSC_PREFIX + "/dynamics"):
+    for name in (BRIDGE_IN_1, BRIDGE_MIDI, templates.reaper_feed_port(), DEFAULT_OSC_PREFIX + "/level"):
         assert name in guide, name
     for heading in ("## Use with Ardour", "## Use with Reaper", "## Drive visuals"):
         assert heading in guide
