@@ -292,7 +292,8 @@ def test_reaper_osc_bridge_patterns_are_bridge_addresses() -> None:
         assert bridge_address(pattern[1:]) is not None, f"{key} {pattern} is no address the bridge sends"
     # The level rides a fader in dB ("f", REAPER's TRACK_VOLUME .../db type), from a message whose
     # first argument, the only one REAPER reads, is that dB value; for one input and input <n> of several.
-    assert [(a.type, a.name) for a in OSC_MESSAGES["level"].args][0] == ("f", "db")
+    first = OSC_MESSAGES["level"].args[0]
+    assert (first.type, first.name) == ("f", "db")
     assert ("TRACK_VOLUME", "f" + osc_address(DEFAULT_OSC_PREFIX, 1, 1, "level")) in bridge_patterns
     assert ("TRACK_VOLUME", "f" + osc_address(DEFAULT_OSC_PREFIX, 2, 2, "level").replace("/2/", "/@/")) in bridge_patterns
     assert not [p for key, p in bridge_patterns if key == "TRACK_VOLUME" and p[0] == "n"], "a linear value on the fader"
