@@ -32,7 +32,7 @@ DEFAULT_OSC_PREFIX = "/bridge"
 CONTROL_PORT = 9911
 """TCP port on 127.0.0.1 of the control channel (`run --control-port`, `tui --port`)."""
 
-OscKind = Literal["pitch", "onset", "dynamics", "note"]
+OscKind = Literal["pitch", "onset", "dynamics", "level", "note"]
 OscType = Literal["f", "i"]
 
 _PREFIX_RE = re.compile(r"(/[A-Za-z0-9_.\-]+)+")
@@ -141,6 +141,13 @@ OSC_MESSAGES: dict[OscKind, OscMessageSpec] = {
             continuous=True,
         ),
         OscMessageSpec(
+            "level",
+            (OscArg("f", "db"),),
+            "The RMS level in dBFS alone, sent with each dynamics message, for receivers that read "
+            "only the first argument: REAPER sets a fader to it in dB (`TRACK_VOLUME f/bridge/level`)",
+            continuous=True,
+        ),
+        OscMessageSpec(
             "note",
             (OscArg("i", "note"), OscArg("i", "velocity")),
             "Note on (velocity 1..127) or note off (velocity 0), same as the MIDI output",
@@ -149,14 +156,14 @@ OSC_MESSAGES: dict[OscKind, OscMessageSpec] = {
     )
 }
 
-EVENT_KIND_TO_OSC: dict[str, OscKind] = {
-    "pitch": "pitch",
-    "onset": "onset",
-    "dynamics": "dynamics",
-    "note_on": "note",
-    "note_off": "note",
+EVENT_KIND_TO_OSC: dict[str, tuple[OscKind, ...]] = {
+    "pitch": ("pitch",),
+    "onset": ("onset",),
+    "dynamics": ("dynamics", "level"),
+    "note_on": ("note",),
+    "note_off": ("note",),
 }
-"""Engine event kind to the OSC message that carries it."""
+"""Engine event kind to the OSC messages that carry it."""
 
 
 def validate_prefix(prefix: str) -> str:

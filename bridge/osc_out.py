@@ -188,11 +188,11 @@ class OscSender:
         """
         messages: list[OscMessage] = []
         for event in events:
-            kind = EVENT_KIND_TO_OSC.get(event.kind)
-            if kind is None:
-                continue
             input_ = event.input or 1  # offline events carry input 0
-            if OSC_MESSAGES[kind].continuous:
+            for kind in EVENT_KIND_TO_OSC.get(event.kind, ()):
+                if not OSC_MESSAGES[kind].continuous:
+                    messages.append(self._message(event, input_, kind))
+                    continue
                 key = (input_, kind)
                 if self.silence == "once":
                     silent = not event.voiced if kind == "pitch" else event.db < self.silence_db
@@ -202,8 +202,6 @@ class OscSender:
                 if key in self._pending:
                     self._coalesced += 1
                 self._pending[key] = event
-            else:
-                messages.append(self._message(event, input_, kind))
 
         interval = math.floor(timetag * self.rate_hz)
         for key in list(self._pending):

@@ -31,7 +31,7 @@ prefix (`--osc-prefix` changes it). With one input the input number is left out;
 several (`--inputs N`) it follows the prefix, so `{p}/*/pitch` matches every input.
 
 {osc_reference_markdown()}
-Pitch and dynamics are computed for every analysis hop and thinned to at most
+Pitch, dynamics and level are computed for every analysis hop and thinned to at most
 `--osc-rate` messages per second per input (the latest value wins); onsets and notes are
 never dropped. A note off is a `note` message with velocity 0.
 

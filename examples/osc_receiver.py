@@ -28,6 +28,7 @@ ARG_NAMES = {
     "pitch": ["hz", "midi", "confidence"],
     "onset": ["strength"],
     "dynamics": ["rms", "peak", "db", "velocity"],
+    "level": ["db"],
     "note": ["note", "velocity"],
 }
 

@@ -204,8 +204,9 @@ def test_continuous_streams_send_the_latest_value_once_per_interval(
     def interval(t: float) -> int:
         return math.floor(t * rate_hz)
 
-    for kind in ("pitch", "dynamics"):
-        stream = [(i, e) for i, b in enumerate(blocks) for e in b.events if e.kind == kind]
+    # /bridge/level carries the dynamics events' dB, on the dynamics stream's schedule.
+    for kind, source in (("pitch", "pitch"), ("dynamics", "dynamics"), ("level", "dynamics")):
+        stream = [(i, e) for i, b in enumerate(blocks) for e in b.events if e.kind == source]
         produced = {interval(blocks[i].time) for i, _ in stream}
         sent: list[tuple[int, int]] = []  # (interval, position of the value in the stream)
         for bundle in bundles:
@@ -215,7 +216,8 @@ def test_continuous_streams_send_the_latest_value_once_per_interval(
                     continue
                 # The latest value known at this block ...
                 latest = max(n for n, (j, _) in enumerate(stream) if j <= i)
-                assert args == expected_args(stream[latest][1])
+                event = stream[latest][1]
+                assert args == ((f32(event.db),) if kind == "level" else expected_args(event))
                 sent.append((interval(blocks[i].time), latest))
         intervals = [s for s, _ in sent]
         # ... at most once per interval, in every interval that had values; a value
@@ -388,6 +390,7 @@ def test_custom_prefix(synth: ModuleType, server: OscServer) -> None:
         "/stage/voice/onset",
         "/stage/voice/pitch",
         "/stage/voice/dynamics",
+        "/stage/voice/level",
     }
     assert (
         "/stage/voice/note",
@@ -433,11 +436,13 @@ def test_onsets_and_notes_are_never_dropped(synth: ModuleType, raw: UdpCapture) 
 
 
 def silent(address: str, args: tuple[Any, ...], silence_db: float = -50.0) -> bool:
-    """Whether a pitch or dynamics message carries silence (unvoiced, or below the gate)."""
-    return args[0] == 0.0 if address.endswith("pitch") else args[2] < silence_db
+    """Whether a pitch, dynamics or level message carries silence (unvoiced, or below the gate)."""
+    if address.endswith("pitch"):
+        return args[0] == 0.0
+    return (args[0] if address.endswith("level") else args[2]) < silence_db
 
 
-@pytest.mark.parametrize("kind", ["pitch", "dynamics"])
+@pytest.mark.parametrize("kind", ["pitch", "dynamics", "level"])
 def test_in_silence_one_last_value_then_nothing_until_sound_returns(
     synth: ModuleType, raw: UdpCapture, kind: str
 ) -> None:
@@ -453,8 +458,9 @@ def test_in_silence_one_last_value_then_nothing_until_sound_returns(
     sent = [(b.timestamp, args) for b in raw.bundles() for a, args in messages_of(b) if a == address]
     marks = [silent(address, args) for _, args in sent]
     # The engine's own stream: runs of silent values, as the hops produced them.
-    stream = [(block.time, e) for block in blocks for e in block.events if e.kind == kind]
-    values = [(t, silent(address, expected_args(e))) for t, e in stream]
+    source = "dynamics" if kind == "level" else kind
+    stream = [(block.time, e) for block in blocks for e in block.events if e.kind == source]
+    values = [(t, silent(f"/bridge/{source}", expected_args(e))) for t, e in stream]
     runs = [i for i in range(len(values)) if values[i][1] and (i == 0 or not values[i - 1][1])]
     long_runs = [
         i for i in runs

@@ -83,16 +83,24 @@ def test_ardour_template_is_a_session_template_in_ardour_7_format(ardour_session
     assert ardour_session.find("Sources") is not None and not list(ardour_session.find("Sources"))
 
 
-def test_ardour_voice_track_feeds_the_bridge_input(ardour_session: ET.Element) -> None:
+def test_ardour_voice_track_feeds_the_bridge_input_before_its_fader(ardour_session: ET.Element) -> None:
     voice = route(ardour_session, "Voice")
     assert "AudioTrack" in voice.find("PresentationInfo").get("flags", "")
+    # The panned, faded outputs go to the master bus only, so the singer hears themself ...
     outs = io_ports(voice, "Output")
     assert len(outs) == 2 and all(p.get("type") == "audio" for p in outs)
-    # Both sides of the panned output, summed by JACK into the bridge's first input;
-    # and still to the master bus, so the singer hears themself.
     for port in outs:
-        assert BRIDGE_IN_1 in connections(port)
-        assert any(c.startswith("Master/") for c in connections(port))
+        assert connections(port) == {f"Master/audio_in {outs.index(port) + 1}"}
+    # ... and the bridge hears the track from a mono external send placed before the
+    # fader (the "amp" processor; "trim" is the input trim) and the panner (main-outs).
+    order = [p.get("type") for p in voice.findall("Processor")]
+    sends = [p for p in voice.findall("Processor") if p.get("type") == "send"]
+    assert len(sends) == 1 and sends[0].get("role") == "Send" and sends[0].get("active") == "1"
+    assert order.index("send") < order.index("amp") < order.index("main-outs")
+    send_ports = sends[0].find("IO").findall("Port")
+    assert [(p.get("type"), connections(p)) for p in send_ports] == [("audio", {BRIDGE_IN_1})]
+    send_gain = [c.get("value") for c in sends[0].findall("Controllable") if c.get("name") == "gaincontrol"]
+    assert send_gain == ["1"]
     assert controllable(voice, "rec-enable") == 1
 
 
@@ -282,9 +290,13 @@ def test_reaper_osc_bridge_patterns_are_bridge_addresses() -> None:
     assert bridge_patterns
     for key, pattern in bridge_patterns:
         assert bridge_address(pattern[1:]) is not None, f"{key} {pattern} is no address the bridge sends"
-    # Dynamics ride a fader: normalized, for one input and for input <n> of several.
-    assert ("TRACK_VOLUME", "n" + osc_address(DEFAULT_OSC_PREFIX, 1, 1, "dynamics")) in bridge_patterns
-    assert ("TRACK_VOLUME", "n" + osc_address(DEFAULT_OSC_PREFIX, 2, 2, "dynamics").replace("/2/", "/@/")) in bridge_patterns
+    # The level rides a fader in dB ("f", REAPER's TRACK_VOLUME .../db type), from a message whose
+    # first argument, the only one REAPER reads, is that dB value; for one input and input <n> of several.
+    first = OSC_MESSAGES["level"].args[0]
+    assert (first.type, first.name) == ("f", "db")
+    assert ("TRACK_VOLUME", "f" + osc_address(DEFAULT_OSC_PREFIX, 1, 1, "level")) in bridge_patterns
+    assert ("TRACK_VOLUME", "f" + osc_address(DEFAULT_OSC_PREFIX, 2, 2, "level").replace("/2/", "/@/")) in bridge_patterns
+    assert not [p for key, p in bridge_patterns if key == "TRACK_VOLUME" and p[0] == "n"], "a linear value on the fader"
     # The onset relay's /action message has its pattern.
     assert ("ACTION", ["i/action", "t/action/@"]) in reaper_osc_entries()
 
@@ -400,7 +412,7 @@ def test_readme_osc_table_is_the_code_s() -> None:
 
 def test_guide_uses_the_code_names() -> None:
     guide = (ROOT / "README.md").read_text()
-    for name in (BRIDGE_IN_1, BRIDGE_MIDI, templates.reaper_feed_port(), DEFAULT_OSC_PREFIX + "/dynamics"):
+    for name in (BRIDGE_IN_1, BRIDGE_MIDI, templates.reaper_feed_port(), DEFAULT_OSC_PREFIX + "/level"):
         assert name in guide, name
     for heading in ("## Use with Ardour", "## Use with Reaper", "## Drive visuals"):
         assert heading in guide

@@ -20,6 +20,7 @@ Skipped only when Ardour 7 is not installed (Debian: apt-get install
 
 from __future__ import annotations
 
+import math
 import queue
 import shutil
 import subprocess
@@ -29,10 +30,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jack
+import numpy as np
 import pytest
 
 from bridge import addresses, templates
 from bridge.addresses import CLIENT_NAME, MIDI_OUT_PORT, input_port
+from bridge.player import Player
 
 NEW_SESSION = shutil.which("ardour7-new_session")
 ARDOUR_LUA = shutil.which("ardour7-lua")
@@ -42,6 +45,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 TEMPLATE_FILE = f"{templates.ARDOUR_TEMPLATE}.template"
+TAP_PORT = "ardour:send 1/audio_send 1"
+"""The Voice track's pre-fader send, the template's feed of the bridge."""
 
 # Loads $SESS_DIR/$SESS_NAME.ardour on JACK, lists the tracks, then holds the
 # session (and its JACK ports) until $STOP_FILE appears.
@@ -52,11 +57,23 @@ local s = assert(load_session(os.getenv("SESS_DIR"), os.getenv("SESS_NAME")), "c
 for t in s:get_tracks():iter() do
   print("track|" .. t:name() .. "|" .. t:data_type():to_string() .. "|" .. t:rec_enable_control():get_value())
 end
+-- A stopped transport need not monitor the input; the level test plays a tone into it.
+s:route_by_name("Voice"):to_track():monitoring_control():set_value(ARDOUR.MonitorChoice.MonitorInput, PBD.GroupControlDisposition.NoGroup)
 print("READY")
 io.stdout:flush()
+local faded = false
 for _ = 1, 1200 do
   local f = io.open(os.getenv("STOP_FILE"), "r")
   if f then f:close() break end
+  -- The test pulls the Voice fader down to 0.1 (-20 dB) when $FADER_FILE appears.
+  f = not faded and io.open(os.getenv("FADER_FILE"), "r")
+  if f then
+    f:close()
+    faded = true
+    s:route_by_name("Voice"):gain_control():set_value(0.1, PBD.GroupControlDisposition.NoGroup)
+    print("FADER|" .. s:route_by_name("Voice"):gain_control():get_value())
+    io.stdout:flush()
+  end
   sleep(0.1)
 end
 close_session()
@@ -164,7 +181,7 @@ def test_template_connects_ardour_to_the_running_bridge(
     script = tmp_path / "hold_session.lua"
     script.write_text(HOLD_SESSION_LUA)
     expected = {
-        f"{CLIENT_NAME}:{input_port(1)}": {"ardour:Voice/audio_out 1", "ardour:Voice/audio_out 2"},
+        f"{CLIENT_NAME}:{input_port(1)}": {TAP_PORT},
         f"{CLIENT_NAME}:{MIDI_OUT_PORT}": {"ardour:Bridge MIDI/midi_in 1"},
     }
 
@@ -193,9 +210,11 @@ def test_template_connects_ardour_to_the_running_bridge(
                 "SESS_DIR": str(session_dir),
                 "SESS_NAME": "live",
                 "STOP_FILE": str(tmp_path / "stop"),
+                "FADER_FILE": str(tmp_path / "fader"),
             }
             held = HeldSession(script, env, tmp_path / "stop")
             connected: dict[str, set[str]] = {}
+            levels: dict[str, float] = {}
             try:
                 if held.wait_ready():
                     # Ardour connects from its own threads once the session is up.
@@ -204,6 +223,8 @@ def test_template_connects_ardour_to_the_running_bridge(
                         time.sleep(0.1)
                         held.output += _drain(held)
                     connected = feeding()
+                    if connected == expected:
+                        levels = _fader_levels(held, tmp_path / "fader", fresh_jack_server.rate)
             finally:
                 status = held.stop()
             held.output += _drain(held)
@@ -214,6 +235,11 @@ def test_template_connects_ardour_to_the_running_bridge(
         tracks = {t[1]: (t[2], float(t[3])) for t in (line.split("|") for line in held.output if line.startswith("track|"))}
         assert tracks == {"Voice": ("audio", 1.0), "Bridge MIDI": ("midi", 1.0)}
         assert connected == expected, held.text
+        # The fader at -20 dB: what the audience hears drops by 20 dB, what the bridge hears
+        # does not move (a post-fader feed would drop with it, and the panner would shave 3 dB).
+        assert levels["main_drop_db"] == pytest.approx(20.0, abs=0.5), (levels, held.text)
+        assert levels["tap_drop_db"] == pytest.approx(0.0, abs=0.1), (levels, held.text)
+        assert levels["tap_db"] == pytest.approx(TONE_DB, abs=0.1), levels
     finally:
         probe.close()
         bridge.close()
@@ -229,3 +255,67 @@ def _drain(held: HeldSession) -> list[str]:
             return lines
         if line is not None:
             lines.append(line)
+
+
+TONE_DB = 20 * math.log10(0.25 / math.sqrt(2))
+"""RMS level of the test tone, a 0.25-amplitude sine."""
+
+
+class LevelMeter:
+    """A JACK client that measures the RMS of its inputs per block, to compare levels in the graph."""
+
+    def __init__(self, sources: dict[str, str], blocks: int = 8192) -> None:
+        self.client = jack.Client("template-meter", no_start_server=True)
+        self._ports = {name: self.client.inports.register(name) for name in sources}
+        self._power = {name: np.zeros(blocks) for name in sources}
+        self._count = 0
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        for name, source in sources.items():
+            self.client.connect(source, self._ports[name])
+
+    def _process(self, frames: int) -> None:
+        i = self._count % len(self._power[next(iter(self._power))])
+        for name, port in self._ports.items():
+            a = port.get_array()
+            self._power[name][i] = float(np.dot(a, a)) / frames
+        self._count += 1
+
+    def db(self, name: str, seconds: float, rate: int) -> float:
+        """RMS in dBFS of input ``name`` over the last ``seconds``."""
+        n = max(1, int(seconds * rate / self.client.blocksize))
+        end = self._count
+        idx = np.arange(end - n, end) % len(self._power[name])
+        return 10 * math.log10(max(float(self._power[name][idx].mean()), 1e-30))
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def _fader_levels(held: HeldSession, fader_file: Path, rate: int) -> dict[str, float]:
+    """Plays a tone into the Voice track, then pulls its fader down 20 dB; returns the
+    levels at the bridge's feed (the send) and at the track's main output, and their drops."""
+    tone = (0.25 * np.sin(2 * np.pi * 200 * np.arange(rate) / rate)).astype(np.float32)  # whole cycles: loops clean
+    player = Player("template-tone", tone, loop=True)
+    meter = LevelMeter({"tap": TAP_PORT, "main": "ardour:Voice/audio_out 1"})
+    try:
+        player.start(connect_to=["ardour:Voice/audio_in 1"])
+        time.sleep(1.5)
+        before = {k: meter.db(k, 0.5, rate) for k in ("tap", "main")}
+        fader_file.touch()
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("FADER|") for line in held.output) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            held.output += _drain(held)
+        time.sleep(1.0)
+        after = {k: meter.db(k, 0.5, rate) for k in ("tap", "main")}
+    finally:
+        meter.close()
+        player.close()
+    return {
+        "tap_db": before["tap"],
+        "main_db": before["main"],
+        "tap_drop_db": before["tap"] - after["tap"],
+        "main_drop_db": before["main"] - after["main"],
+    }

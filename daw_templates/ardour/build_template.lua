@@ -22,11 +22,16 @@ local nogroup = PBD.GroupControlDisposition.NoGroup
 local last = ARDOUR.PresentationInfo.max_order
 
 -- Voice: mono input from the first capture port (Ardour's auto-connect), stereo
--- output to the master bus and, summed by JACK, into the bridge's first input.
+-- output to the master bus. The bridge hears the voice through an external
+-- send placed before the fader (LuaAPI.new_send inserts it before the given
+-- processor, here the Amp): the fader and the panner ride what the audience
+-- hears, never what the bridge measures. The send is mono, like the track
+-- before its panner, so no pan law touches it either.
 local voice = s:new_audio_track(1, 2, nil, 1, "Voice", last, ARDOUR.TrackMode.Normal, true, false):front()
-for i = 0, voice:output():n_ports():n_audio() - 1 do
-  assert(voice:output():audio(i):connect(bridge_in) == 0, "cannot connect to " .. bridge_in)
-end
+local tap = ARDOUR.LuaAPI.new_send(s, voice, voice:amp())
+assert(not tap:isnil(), "cannot add the pre-fader send")
+local tap_out = tap:to_send():output()
+assert(tap_out:audio(0):connect(bridge_in) == 0, "cannot connect to " .. bridge_in)
 
 -- Bridge MIDI: records the bridge's notes; Ardour's bundled ACE Reasonable
 -- Synth makes them audible.
@@ -52,7 +57,7 @@ close_session()
 local f = assert(io.open(work .. "/daw-bridge.ardour", "r"))
 local xml = f:read("a")
 f:close()
-local description = "  <description>\n    <content>Voice track feeding " .. bridge_in
+local description = "  <description>\n    <content>Voice track feeding " .. bridge_in .. " from a pre-fader send"
   .. ", MIDI track recording " .. bridge_midi .. ", both armed. Start daw-bridge before Ardour.</content>\n"
   .. "  </description>\n"
 xml = xml:gsub("</Session>", function() return description .. "</Session>" end)

@@ -4,7 +4,7 @@
 // Run the bridge with `daw-bridge run --osc 127.0.0.1:12000`, then this sketch.
 // A circle follows the voice: its size is the level (/bridge/dynamics), its
 // height the pitch (/bridge/pitch), and it flashes on every onset
-// (/bridge/onset). Addresses: docs/osc.md. With several bridge inputs the
+// (/bridge/onset); the level in dBFS (/bridge/level) is printed. Addresses: docs/osc.md. With several bridge inputs the
 // input number sits after the prefix (/bridge/2/pitch); the tests below
 // look only at the last part, so every input drives the same circle.
 
@@ -14,6 +14,7 @@ final int PORT = 12000;
 
 OscP5 osc;
 float level = 0;      // linear RMS 0..1
+float db = -120;      // RMS in dBFS
 float midi = 60;      // fractional MIDI note
 float confidence = 0;
 float flash = 0;      // 1 at an onset, fades out
@@ -30,6 +31,8 @@ void oscEvent(OscMessage m) {
   String a = m.addrPattern();
   if (a.endsWith("/dynamics") && m.checkTypetag("fffi")) {
     level = m.get(0).floatValue();
+  } else if (a.endsWith("/level") && m.checkTypetag("f")) {
+    db = m.get(0).floatValue();
   } else if (a.endsWith("/pitch") && m.checkTypetag("fff")) {
     if (m.get(1).floatValue() > 0) midi = m.get(1).floatValue();
     confidence = m.get(2).floatValue();
@@ -50,4 +53,5 @@ void draw() {
   ellipse(width / 2, y, d, d);
   fill(0, 0, 1);
   text(note >= 0 ? "note " + note : "", 10, 20);
+  text(nf(db, 0, 1) + " dBFS", 10, 40);
 }
