@@ -249,7 +249,7 @@ def score(item: corpus.Item, est: Estimate) -> dict:
         "voicing_false_alarm": mir_eval.melody.voicing_false_alarm(ref_v, est_v),
     }
     f, p, r = mir_eval.onset.f_measure(item.onsets, est.onsets, window=ONSET_WINDOW_S)
-    out.update(onset_f=f, onset_p=p, onset_r=r, n_onsets=int(len(est.onsets)))
+    out.update(onset_f=f, onset_p=p, onset_r=r, n_onsets=len(est.onsets))
     matched = mir_eval.util.match_events(item.onsets, est.onsets, ONSET_WINDOW_S)
     dev = [est.onsets[j] - item.onsets[i] for i, j in matched]
     out["onset_median_dev_ms"] = float(np.median(dev) * 1000) if dev else None
@@ -260,7 +260,7 @@ def score(item: corpus.Item, est: Estimate) -> dict:
             pitch_tolerance=PITCH_TOL_CENTS, offset_ratio=None)
     else:
         p = r = f = 0.0
-    out.update(note_f=f, note_p=p, note_r=r, n_notes=int(len(est.note_midi)), n_ref_notes=len(ref_iv))
+    out.update(note_f=f, note_p=p, note_r=r, n_notes=len(est.note_midi), n_ref_notes=len(ref_iv))
     out.update(note_diagnosis(item, est))
     return out
 

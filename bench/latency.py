@@ -44,7 +44,6 @@ from pathlib import Path
 
 import jack
 import numpy as np
-
 import rust_engine
 
 from bench.players import LogSpan, frame_player, loadavg, midi_recorder, note_ons, play_locked

@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import rust_engine
 
 from bench.players import LogSpan, frame_player, loadavg, play_locked

@@ -247,7 +247,7 @@ def midi_balance(messages: list[tuple[int, int, int]]) -> tuple[int, int, list[s
 
 
 def jack_cmd(server: jackd.JackServer, *cmd: str) -> str:
-    return subprocess.run(cmd, env=server.env, capture_output=True, text=True, timeout=10).stdout
+    return subprocess.run(cmd, env=server.env, capture_output=True, text=True, timeout=10, check=False).stdout
 
 
 def wait_for_port(server: jackd.JackServer, port: str, timeout: float = 20) -> None:
@@ -289,7 +289,7 @@ def live_soak(minutes: float, period: int, sample_every: float, take: bool = Tru
             bridge_cmd += ["--record-midi", str(work / "take.mid")]
         bridge = subprocess.Popen(bridge_cmd, env=server.env, stdin=subprocess.DEVNULL,
                                   stdout=(work / "bridge.out").open("wb"), stderr=(work / "bridge.err").open("wb"),
-                                  preexec_fn=_sigint_default)
+                                  preexec_fn=_sigint_default)  # noqa: PLW1509 - one signal() call, no other way
         procs.append(bridge)
         wait_for_port(server, f"{CLIENT}:midi_out")
         recorder = midi_recorder("midi-monitor", ["input"])

@@ -65,7 +65,7 @@ def octave_low_attack(midi: float, seconds: float = 0.5) -> np.ndarray:
 def harmonic_tone(hz: float, rate: int, seconds: float, harmonics: int = 5,
                   attack_s: float = 0.005, release_s: float = 0.010, peak: float = 0.5) -> np.ndarray:
     """A tone of partials below Nyquist with raised-cosine attack and release, scaled to `peak`."""
-    n = int(round(seconds * rate))
+    n = round(seconds * rate)
     tone = partials(hz, np.arange(n) / rate, harmonics, below_hz=rate / 2)
     env = np.ones(n)
     a, r = int(attack_s * rate), int(release_s * rate)

@@ -214,6 +214,7 @@ class LiveBridge:
         without the GIL, and any other call on this object meanwhile raises
         ``RuntimeError`` ("Already mutably borrowed"): use it from one thread."""
 
+@final
 class Player:
     """A JACK client that plays audio into the graph and records the MIDI that
     comes back: the "DAW" of the tests and benchmarks, and the demo's feed.
@@ -237,13 +238,13 @@ class Player:
     where that period matters (latency benchmarks), use two players.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         outputs: list[str] = ...,
         midi_inputs: list[str] = ...,
         midi_capacity: int = 65536,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def name(self) -> str:
         """The client's name in the graph (the server may add a suffix)."""

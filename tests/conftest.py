@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 # The real dummy-jackd fixtures (jack_server, jack_server_factory, fresh_jack_server).
-pytest_plugins = ["jack_fixtures"]
+pytest_plugins = ["jack_fixtures", "live_bridge"]
 
 # The per-user config file that `run` reads must be the tests' own, never the developer's.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="daw-bridge-tests-config-")

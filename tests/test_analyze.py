@@ -11,14 +11,12 @@ import mido
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import DEMO_DIR
-from bridge.signals import SR, octave_low_attack
 from rust_engine import Analyzer, EngineConfig
 
 from bridge import analyze
 from bridge.analyze import AnalysisError, analyze_file, note_name, pair_notes
+from bridge.signals import SR, octave_low_attack
 from conftest import DEMO_DIR
-from signals import SR, octave_low_attack
 
 ONSET_TOL_S = 0.010
 OFFSET_TOL_S = 0.030

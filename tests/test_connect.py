@@ -13,9 +13,7 @@ import json
 import jack
 
 from bridge.portmatch import PortMatcher
-from test_faults import bridges, control_connection, free_port, wait_until  # noqa: F401 - fixtures
-
-pytest_plugins = ["jack_fixtures"]
+from live_bridge import control_connection, free_port, wait_until
 
 EVIL = "(a+)+$"
 LONG_NAME = "a" * 48 + "!"  # 2**48 ways to fail

@@ -21,22 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signals import melody_audio
 
 from bridge.control import MAX_CLIENTS, ControlServer
 from conftest import CLI
-from signals import melody_audio
-from test_faults import (  # noqa: F401 - fixtures
-    MELODY,
-    bridges,
-    control_connection,
-    free_port,
-    ons,
-    play_and_capture,
-    players,
-    wait_until,
-)
-
-pytest_plugins = ["jack_fixtures"]
+from live_bridge import MELODY, control_connection, free_port, ons, play_and_capture, wait_until
 
 
 def _ask(f: Any, line: bytes) -> dict[str, Any]:

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from jack_fixtures import DummyJack
 
 # The fixtures, by name; also fine once tests/conftest.py loads them (a plugin registers once).
-pytest_plugins = ["jack_fixtures"]
-
 ROOT = Path(__file__).resolve().parent.parent
 NOTE_ON = bytes([0x90, 64, 100])
 TIMEOUT_S = 5.0

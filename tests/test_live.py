@@ -17,12 +17,10 @@ import soundfile as sf
 from pythonosc.osc_message import OscMessage
 
 from bridge.player import Player, note_messages
+from bridge.signals import SR, harmonic, melody_audio
 from conftest import CLI
 from midi_capture import assert_recovered_after_loss
-from bridge.signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
-
-pytest_plugins = ["jack_fixtures"]
 
 MELODY = [60, 64, 67, 72, 67]
 
@@ -248,7 +246,7 @@ def test_bend_reaches_the_rtmidi_port_as_it_reaches_midi_out(jack_server, monkey
     via_jack = [m for _, m in catcher.midi]
     assert via_rtmidi == via_jack
     bends = [(m[2] << 7 | m[1]) - 8192 for m in via_rtmidi if m[0] == 0xE0]
-    notes = [(n[0], n[3]) for n in midi_notes(player.midi)]
+    notes = [(n[0], n[3]) for n in note_messages(player.midi)]
     assert notes == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
     # +30 cents is +1229 at a 2-semitone range, -25 cents is -1024; the note-on of A4 re-centres first.
     assert any(1100 < b < 1350 for b in bends) and 0 in bends and any(-1150 < b < -900 for b in bends), bends

@@ -8,6 +8,7 @@ themselves (one per block, their timetags) can be checked.
 
 from __future__ import annotations
 
+import itertools
 import math
 import socket
 import threading
@@ -467,7 +468,7 @@ def test_in_silence_one_last_value_then_nothing_until_sound_returns(
         if next((t for t, q in values[i:] if not q), math.inf) - values[i][0] > 2 / sender.rate_hz
     ]
     # A silent value is never followed by another: one per pause, and the streams go quiet.
-    assert not any(a and b for a, b in zip(marks, marks[1:]))
+    assert not any(a and b for a, b in itertools.pairwise(marks))
     # Every pause longer than two rate intervals got its one silent value, the last one included.
     assert sum(marks) >= len(long_runs) >= 3
     assert marks[-1] and sent[-1][0] < tail + 0.1

@@ -21,14 +21,13 @@ import pytest
 import soundfile as sf
 from pythonosc.osc_message import OscMessage
 
+from bridge.player import note_messages
 from bridge.processes import stop_process
+from bridge.signals import SR, harmonic, melody_audio
 from conftest import CLI
 from midi_capture import Capture, assert_recovered_after_loss, capture
 from pipewire_server import PrivatePipeWire, missing_binaries, spawn
-from bridge.signals import SR, harmonic, melody_audio
 from udp_capture import UdpCapture
-
-from bridge.player import note_messages
 
 MISSING = missing_binaries()
 pytestmark = pytest.mark.skipif(

@@ -27,9 +27,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rust_engine import Analyzer, EngineConfig, Event
-from bridge.signals import octave_low_attack
 
 from bridge.recorder import EventLog, RecordingError, TakeRecorder
+from bridge.signals import octave_low_attack
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 48_000

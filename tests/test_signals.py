@@ -11,21 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from signals import harmonic
 
 from bridge import jackd
 from conftest import DEMO_DIR
-from signals import harmonic
-from test_faults import (  # noqa: F401 - fixtures
-    Bridge,
-    bridges,
-    notes,
-    players,
-    take_notes,
-    wait_until,
-)
+from live_bridge import Bridge, notes, take_notes, wait_until
 from udp_capture import UdpCapture
-
-pytest_plugins = ["jack_fixtures"]
 
 
 def test_sighup_mid_note_closes_it_everywhere_and_exits_0(jack_server, bridges, players, tmp_path, monkeypatch):

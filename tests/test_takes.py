@@ -10,20 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from signals import melody_audio
-from test_faults import (  # noqa: F401 - fixtures
+
+from live_bridge import (
     MELODY,
     assert_balanced,
-    bridges,
     control_connection,
     free_port,
     ons,
     play_and_capture,
-    players,
     take_notes,
     wait_until,
 )
-
-pytest_plugins = ["jack_fixtures"]
 
 
 def _ask(f: Any, request: dict[str, Any]) -> dict[str, Any]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.segment import Segment
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from rich.segment import Segment
 from textual.strip import Strip
 from textual.widgets import Label, SelectionList, Static
 from textual.widgets.option_list import OptionDoesNotExist

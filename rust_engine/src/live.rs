@@ -194,7 +194,9 @@ impl LiveBridge {
         let shared = Arc::new(Shared::new(n_inputs));
         let period = Period::new(&engine_cfg, n_inputs, cfg.bend_range, &cfg.owed_note_offs, shared.clone())
             .map_err(LiveError::Config)?;
-        let inputs = cfg.input_ports.iter()
+        let inputs = cfg
+            .input_ports
+            .iter()
             .map(|port| client.register_port(port, AudioIn::default()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(LiveError::Jack)?;

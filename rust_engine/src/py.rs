@@ -647,7 +647,8 @@ impl PyPlayer {
         self.midi_inputs.clone()
     }
 
-    #[pyo3(signature = (audio, r#loop = false, at_frame = None))]
+    // The raw identifier hides `loop`'s default from PyO3's generated signature: spelled out.
+    #[pyo3(signature = (audio, r#loop = false, at_frame = None), text_signature = "(self, /, audio, loop=False, at_frame=None)")]
     fn play(&mut self, audio: PyReadonlyArrayDyn<'_, f32>, r#loop: bool, at_frame: Option<u32>) -> PyResult<()> {
         if audio.ndim() != 1 {
             return Err(value_error(format!("audio must be 1-D, got {} dimensions", audio.ndim())));
