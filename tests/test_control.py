@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from signals import melody_audio
 
 from bridge.control import MAX_CLIENTS, ControlServer
+from bridge.signals import melody_audio
 from conftest import CLI
 from live_bridge import MELODY, control_connection, free_port, ons, play_and_capture, wait_until
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from signals import harmonic
 
 from bridge import jackd
+from bridge.signals import harmonic
 from conftest import DEMO_DIR
 from live_bridge import Bridge, notes, take_notes, wait_until
 from udp_capture import UdpCapture

@@ -9,8 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from signals import melody_audio
-
+from bridge.signals import melody_audio
 from live_bridge import (
     MELODY,
     assert_balanced,
