@@ -45,6 +45,9 @@ from bridge.state import InputState, Snapshot
 
 log = logging.getLogger(__name__)
 
+CLOCK_SLACK_S = 0.02
+"""How far a fresh reading of the frame clock may stray from the anchored one before
+the OSC stamps re-anchor: well above a preempted read, well below a lost period run."""
 CONTROL_TIMEOUT_S = 2.0
 """How long a UI request waits for the dispatch thread, which is away while the server is lost."""
 QUESTIONS_MAX = 32
@@ -93,6 +96,7 @@ class LiveRunner:
         self._sample_rate = 0
         self._watcher: PortWatcher | None = None
         self._opened_at = 0.0  # wall time of the current client's stream start
+        self._clock_anchor: tuple[int, float] | None = None  # (JACK frame, its wall time), for OSC stamps
         self._take_started = 0.0  # wall time of the current take's start
         self._log_started = 0.0  # wall time of the event log's t = 0
         self._states = [InputState() for _ in range(options.inputs)]
@@ -168,6 +172,7 @@ class LiveRunner:
         self._sent_params, self._sent_midi = {}, None
         self._send_settings(bridge)
         self._opened_at = time.time()
+        self._clock_anchor = None  # a new client: a new frame clock
         inputs = [f"{bridge.name}:{addresses.input_port(k)}" for k in range(1, self.options.inputs + 1)]
         try:
             self._watcher = PortWatcher(inputs, self.options.connect, client_name=bridge.name + addresses.GRAPH_CLIENT_SUFFIX)
@@ -438,13 +443,24 @@ class LiveRunner:
                 log.warning("%s; recording goes on in memory", e)
 
     def _frame_to_wall(self, frame: int) -> float:
+        """Wall time of JACK frame `frame`. Stamps follow the frame clock from an
+        anchor, so successive periods are stamped in order and a period apart; reading
+        "now" from both clocks afresh each time jitters by however long this thread was
+        preempted between the two reads (bundles went out of order under load). The
+        anchor is taken again when the estimate drifts away from it (a new client, a
+        server that restarted or skipped)."""
         bridge = self._bridge
         if bridge is None:
             return time.time()
-        # Frame times wrap at 2**32; the dummy driver's estimate of "now" can
-        # even trail the period's start slightly, so read the difference as signed.
-        age = ((bridge.frame_time() - frame + 2**31) & 0xFFFFFFFF) - 2**31
-        return time.time() - max(age, 0) / bridge.sample_rate
+        rate = bridge.sample_rate
+        estimate = time.time() - max(_frames_between(frame, bridge.frame_time()), 0) / rate
+        if self._clock_anchor is not None:
+            anchor_frame, anchor_wall = self._clock_anchor
+            stamp = anchor_wall + _frames_between(anchor_frame, frame) / rate
+            if abs(stamp - estimate) < CLOCK_SLACK_S:
+                return stamp
+        self._clock_anchor = (frame, estimate)
+        return estimate
 
     def _dispatch(self, events: list[rust_engine.Event]) -> None:
         if not events:
@@ -573,6 +589,12 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that stop `run()` in order, besides SIGINT (Python's KeyboardInterrupt)."""
+
+
+def _frames_between(earlier: int, later: int) -> int:
+    """`later - earlier` in JACK frame times, which wrap at 2**32, read as signed: the
+    dummy driver's estimate of "now" can even trail the period's start slightly."""
+    return ((later - earlier + 2**31) & 0xFFFFFFFF) - 2**31
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:

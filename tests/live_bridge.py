@@ -8,6 +8,7 @@ the helpers are imported from here by the test modules that use them.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -234,3 +235,12 @@ def control_connection(port: int) -> socket.socket:
 
     wait_until(attempt, 20, f"the control port {port}")
     return box[0]
+
+
+def ask(f: Any, line: bytes) -> dict[str, Any]:
+    """One request line on a control connection's file `f`, and its reply."""
+    f.write(line + b"\n")
+    f.flush()
+    reply = f.readline()
+    assert reply, f"no reply to {line[:60]!r}: connection closed"
+    return json.loads(reply)

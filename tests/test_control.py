@@ -25,15 +25,7 @@ import pytest
 from bridge.control import MAX_CLIENTS, ControlServer
 from bridge.signals import melody_audio
 from conftest import CLI
-from live_bridge import MELODY, control_connection, free_port, ons, play_and_capture, wait_until
-
-
-def _ask(f: Any, line: bytes) -> dict[str, Any]:
-    f.write(line + b"\n")
-    f.flush()
-    reply = f.readline()
-    assert reply, f"no reply to {line[:60]!r}: connection closed"
-    return json.loads(reply)
+from live_bridge import MELODY, ask, control_connection, free_port, ons, play_and_capture, wait_until
 
 
 def _logged_note_ons(log: Path) -> list[int]:
@@ -53,7 +45,7 @@ def test_a_burst_of_controls_never_stops_the_dispatch_thread(jack_server, bridge
         f.flush()
         replies = [json.loads(f.readline()) for _ in lines]
         assert all(r["ok"] for r in replies), [r for r in replies if not r["ok"]][:3]
-        assert _ask(f, b'{"op":"snapshot"}')["result"]["midi_enabled"] is True  # the last one asked for
+        assert ask(f, b'{"op":"snapshot"}')["result"]["midi_enabled"] is True  # the last one asked for
     seq = play_and_capture(players, "ctl-burst-daw", "ctl-burst", melody_audio(MELODY)[0])
     assert ons(seq) == MELODY
     wait_until(lambda: _logged_note_ons(log) == MELODY, 10, "the melody in the event log", bridge.report)
@@ -76,15 +68,15 @@ def test_controls_while_the_server_is_stopped_are_kept_not_fatal(fresh_jack_serv
         try:
             for k in range(300):
                 value = round(0.02 + 0.001 * ((k + 1) % 50), 3)  # ends on the default, 0.02
-                reply = _ask(f, b'{"op":"set_param","key":"onset.delta","value":%r}' % value)
+                reply = ask(f, b'{"op":"set_param","key":"onset.delta","value":%r}' % value)
                 assert reply["ok"], reply
-                reply = _ask(f, b'{"op":"set_midi_enabled","enabled":true}')
+                reply = ask(f, b'{"op":"set_midi_enabled","enabled":true}')
                 assert reply["ok"], reply
             time.sleep(0.5)  # the dispatch thread tries to pass them on meanwhile
         finally:
             os.kill(jackd_pid, signal.SIGCONT)
-        assert _ask(f, b'{"op":"snapshot"}')["result"]["params"]["onset.delta"] == value == 0.02
-        wait_until(lambda: _ask(f, b'{"op":"snapshot"}')["result"]["connected"], 20, "the client", bridge.report)
+        assert ask(f, b'{"op":"snapshot"}')["result"]["params"]["onset.delta"] == value == 0.02
+        wait_until(lambda: ask(f, b'{"op":"snapshot"}')["result"]["connected"], 20, "the client", bridge.report)
     seq = play_and_capture(players, "ctl-stop-daw", "ctl-stop", melody_audio(MELODY)[0])
     assert ons(seq) == MELODY
     wait_until(lambda: _logged_note_ons(log) == MELODY, 10, "the melody in the event log", bridge.report)
@@ -152,7 +144,7 @@ def test_slow_clients_cannot_hold_the_control_port(runner):
             assert b"too many clients" in sock.makefile("rb").readline()  # all slots held now
         time.sleep(1.5)  # past the deadline
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            reply = _ask(sock.makefile("rwb"), b'{"op":"snapshot"}')
+            reply = ask(sock.makefile("rwb"), b'{"op":"snapshot"}')
         assert reply["ok"], reply
         for s in slow:
             assert s.recv(100) == b"", "a slow client was not dropped"
@@ -170,7 +162,7 @@ def test_a_client_that_keeps_up_is_never_cut_off(runner):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             f = sock.makefile("rwb")
             for _ in range(10):
-                assert _ask(f, b'{"op":"snapshot"}')["ok"]
+                assert ask(f, b'{"op":"snapshot"}')["ok"]
                 time.sleep(0.1)
     finally:
         server.close()

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ import pytest
 from bridge.signals import SR, harmonic, melody_audio
 from live_bridge import (
     MELODY,
+    ask,
     assert_balanced,
     connect_when_there,
     control_connection,
@@ -128,10 +128,13 @@ def test_snapshots_from_other_threads_survive_the_client_closing(jack_server, mo
     assert runner.snapshot().client == "flt-snap" and not runner.snapshot().connected
 
 
-# -- SIGINT, as Ctrl-C -----------------------------------------------------------------------------
+# -- SIGINT (Ctrl-C) and SIGHUP (the terminal closed) stop it as SIGTERM does --------------------
 
 
-def test_ctrl_c_mid_note_closes_it_on_midi_osc_and_in_the_files(jack_server, bridges, players, tmp_path, monkeypatch):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_a_stop_signal_mid_note_closes_it_on_midi_osc_and_in_the_files(
+    signum, jack_server, bridges, players, tmp_path, monkeypatch
+):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     osc = UdpCapture()
     take, log = tmp_path / "cut.mid", tmp_path / "cut.jsonl"
@@ -140,18 +143,17 @@ def test_ctrl_c_mid_note_closes_it_on_midi_osc_and_in_the_files(jack_server, bri
     )
     daw = players("flt-int-daw", harmonic(69, 10.0))
     daw.start(["flt-int:in_1"], midi_from="flt-int:midi_out")
-    wait_until(lambda: ("on", 69) in daw.notes(), 10, "the A4 note-on")
-    bridge.stop(signal.SIGINT)
+    wait_until(lambda: ("on", 69) in daw.notes(), 10, "the A4 note-on", bridge.report)
+    err = bridge.stop(signum)  # exit 0, no traceback
     time.sleep(0.1)
     osc.close()
-    messages = osc.messages()
+    assert "stopped" in err, err
     assert daw.notes() == [("on", 69), ("off", 69)]
     assert take_notes(take) == [("on", 69), ("off", 69)]
-    osc_notes = [tuple(m.params) for m in messages if m.address == "/bridge/note"]
+    osc_notes = [tuple(m.params) for m in osc.messages() if m.address == "/bridge/note"]
     assert osc_notes[0][0] == 69 and osc_notes[0][1] > 0 and osc_notes[-1] == (69, 0), osc_notes
-    lines = log.read_text().splitlines()
-    assert lines and all(json.loads(line)["type"] for line in lines)
-    assert [json.loads(line)["type"] for line in lines].count("note_on") == 1
+    kinds = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+    assert kinds.count("note_on") == 1 and kinds.count("note_off") == 1
 
 
 # -- (b) the period size changes under the bridge --------------------------------------------------
@@ -511,25 +513,17 @@ MALFORMED = [
 ]
 
 
-def _ask(f: Any, line: bytes) -> dict[str, Any]:
-    f.write(line + b"\n")
-    f.flush()
-    reply = f.readline()
-    assert reply, f"no reply to {line[:60]!r}: connection closed"
-    return json.loads(reply)
-
-
 def test_malformed_control_requests_are_refused_and_change_nothing(jack_server, bridges, monkeypatch, tmp_path):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     control = free_port()
     bridge = bridges(jack_server, "flt-ctl", "--control-port", str(control))
     with control_connection(control) as sock:
         f = sock.makefile("rwb")
-        before = _ask(f, b'{"op": "snapshot"}')["result"]
+        before = ask(f, b'{"op": "snapshot"}')["result"]
         for line in MALFORMED:
-            reply = _ask(f, line)
+            reply = ask(f, line)
             assert reply["ok"] is False and reply["error"], (line, reply)
-        after = _ask(f, b'{"op": "snapshot"}')["result"]
+        after = ask(f, b'{"op": "snapshot"}')["result"]
     assert after["params"] == before["params"]
     assert after["midi_enabled"] and after["osc_enabled"] and after["recording"] is None
     assert not list(Path("/tmp").glob("escape.mid")) and not (tmp_path.parent / "escape.mid").exists()
@@ -551,7 +545,7 @@ def test_deeply_nested_json_is_refused_like_any_bad_request(jack_server, bridges
             reply = f.readline()
             assert reply, "the server closed the connection instead of refusing the request"
             assert json.loads(reply)["ok"] is False
-            assert _ask(f, b'{"op": "snapshot"}')["ok"] is True
+            assert ask(f, b'{"op": "snapshot"}')["ok"] is True
     finally:
         bridge.close()
     assert "Traceback" not in bridge.stderr, bridge.stderr

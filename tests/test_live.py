@@ -236,7 +236,7 @@ def test_bend_reaches_the_rtmidi_port_as_it_reaches_midi_out(jack_server, monkey
     try:
         catcher.start(midi_from="daw-bridge:midi_out", play=False)
         player.start(["daw-bridge:in_1"], midi_from="daw-bridge-rtmidi:midi_out")
-        assert player.finished.wait(15)
+        assert player.wait_finished(15)
         time.sleep(0.3)
     finally:
         stop_bridge(proc)
@@ -262,7 +262,7 @@ def test_osc_goes_quiet_in_silence_and_can_stamp_bundles_immediately(jack_server
     player = Player("test-player-quiet", audio)
     try:
         player.start(["daw-bridge:in_1"])
-        assert player.finished.wait(15)
+        assert player.wait_finished(15)
         time.sleep(1.0)  # the player keeps feeding zeros: 375 silent hops
     finally:
         stop_bridge(proc)

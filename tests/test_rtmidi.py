@@ -82,12 +82,12 @@ def test_muting_midi_closes_the_rtmidi_note_and_sends_nothing_more(runner: LiveR
         # ... sent while A4 still sounded in the audio, so by the switch, not by the note's end.
         off_frame = next(frame for frame, data in list(singer.midi) if data[0] & 0xF0 == 0x80)
         assert singer.start_frame is not None and off_frame < singer.start_frame + int(4.05 * RATE)
-        assert singer.finished.wait(10), "the first note did not finish playing"
+        assert singer.wait_finished(10), "the first note did not finish playing"
 
         # A second note while muted: the bridge hears it, the rtmidi port stays quiet.
         onsets = runner.snapshot().inputs[0].onsets
         late.start(connect_to=[bridge_in])
-        assert late.finished.wait(10), "the second note did not finish playing"
+        assert late.wait_finished(10), "the second note did not finish playing"
         wait_for(lambda: runner.snapshot().inputs[0].onsets > onsets, "the bridge hearing the muted note")
         time.sleep(0.5)  # the dispatch loop runs every few ms: anything it sent would be here by now
         assert notes(singer) == [("on", 69), ("off", 69)]

@@ -129,15 +129,31 @@ class Meter(InputWidget):
 
 
 class OnsetLamp(InputWidget):
-    """Lights for a moment at each onset; shows the onset rate over the last 5 s."""
+    """Lights for a moment at each onset; shows the onset rate over the last 5 s.
+
+    A new onset lights the lamp in at least one drawn frame, however late the
+    frame: a slow terminal, a low `--fps` or a busy machine would otherwise let
+    the stream time jump past a flash and skip it."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._count: int | None = None  # onsets seen so far (None: nothing shown yet)
+        self._unshown = False  # an onset came that no drawn frame has lit yet
+
+    def show(self, state: InputState, now: float) -> None:
+        if self._count is not None and state.onsets > self._count:
+            self._unshown = True
+        self._count = state.onsets
+        super().show(state, now)
 
     @property
     def lit(self) -> bool:
-        return 0.0 <= self.now - self.state.last_onset < ONSET_FLASH_S
+        return self._unshown or 0.0 <= self.now - self.state.last_onset < ONSET_FLASH_S
 
     def render(self) -> Content:
         s = self.state
         lamp = ("●", "bold $warning") if self.lit else ("○", "$text-muted")
+        self._unshown = False
         return Content.assemble("onset ", lamp, f" {s.onset_rate(self.now):4.1f}/s  total {s.onsets}")
 
 

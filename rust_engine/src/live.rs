@@ -10,7 +10,7 @@
 //! have a reader?) through an atomic set by a thread of its own. Graph
 //! management (connections) is left to the caller.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,20 +30,44 @@ const READER_POLL: Duration = Duration::from_millis(5);
 /// Widest pitch bend range, in semitones (the MIDI RPN allows 0..127; 48 covers every synth's setting).
 pub const MAX_BEND_RANGE: f32 = 48.0;
 
-struct Notifications {
-    shared: Arc<Shared>,
+/// The two facts a client's JACK notifications give its owner to poll.
+pub(crate) trait ServerFlags: Send + Sync + 'static {
+    fn xruns(&self) -> &AtomicU64;
+    fn server_lost(&self) -> &AtomicBool;
 }
 
-impl NotificationHandler for Notifications {
+impl ServerFlags for Shared {
+    fn xruns(&self) -> &AtomicU64 {
+        &self.xruns
+    }
+    fn server_lost(&self) -> &AtomicBool {
+        &self.server_lost
+    }
+}
+
+/// Counts xruns and flags the server's loss; the bridge's and the player's clients share it.
+pub(crate) struct Notifications<S: ServerFlags> {
+    pub(crate) shared: Arc<S>,
+}
+
+impl<S: ServerFlags> NotificationHandler for Notifications<S> {
     fn xrun(&mut self, _: &Client) -> Control {
-        self.shared.xruns.fetch_add(1, Ordering::Relaxed);
+        self.shared.xruns().fetch_add(1, Ordering::Relaxed);
         Control::Continue
     }
 
     unsafe fn shutdown(&mut self, _status: jack::ClientStatus, _reason: &str) {
         // Async-signal context: set a flag and nothing else.
-        self.shared.server_lost.store(true, Ordering::Release);
+        self.shared.server_lost().store(true, Ordering::Release);
     }
+}
+
+/// Registers one port of kind `P` per name, in order.
+pub(crate) fn register_ports<P: jack::PortSpec + Default>(
+    client: &Client,
+    names: &[String],
+) -> Result<Vec<Port<P>>, jack::Error> {
+    names.iter().map(|n| client.register_port(n, P::default())).collect()
 }
 
 /// `jack_on_shutdown` callback; `arg` is the client's `Shared`.
@@ -168,7 +192,7 @@ fn watch_readers(midi: &Port<jack::Unowned>, shared: &Shared, stop: &AtomicBool)
 
 /// A running live bridge.
 pub struct LiveBridge {
-    client: Option<jack::AsyncClient<Notifications, Processor>>,
+    client: Option<jack::AsyncClient<Notifications<Shared>, Processor>>,
     /// The graph side of `Shared::midi_readers`, while note-offs are owed.
     watcher: Option<JoinHandle<()>>,
     stop_watch: Arc<AtomicBool>,
@@ -194,12 +218,7 @@ impl LiveBridge {
         let shared = Arc::new(Shared::new(n_inputs));
         let period = Period::new(&engine_cfg, n_inputs, cfg.bend_range, &cfg.owed_note_offs, shared.clone())
             .map_err(LiveError::Config)?;
-        let inputs = cfg
-            .input_ports
-            .iter()
-            .map(|port| client.register_port(port, AudioIn::default()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(LiveError::Jack)?;
+        let inputs = register_ports::<AudioIn>(&client, &cfg.input_ports).map_err(LiveError::Jack)?;
         let midi = client.register_port(&cfg.midi_port, MidiOut::default()).map_err(LiveError::Jack)?;
         let midi_port = midi.clone_unowned();
         let (tx, events) = RingBuffer::new(cfg.queue_capacity.max(1024));

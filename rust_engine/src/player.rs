@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use jack::{AudioOut, Client, Control, MidiIn, NotificationHandler, Port, ProcessHandler, ProcessScope};
+use jack::{AudioOut, Client, Control, MidiIn, Port, ProcessHandler, ProcessScope};
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::live::{graph_name, open_client};
+use crate::live::{graph_name, open_client, register_ports, Notifications, ServerFlags};
 
 /// Play requests that may wait for the callback at once.
 const COMMANDS: usize = 16;
@@ -83,18 +83,12 @@ impl PlayerShared {
     }
 }
 
-struct Notifications {
-    shared: Arc<PlayerShared>,
-}
-
-impl NotificationHandler for Notifications {
-    fn xrun(&mut self, _: &Client) -> Control {
-        self.shared.xruns.fetch_add(1, Ordering::Relaxed);
-        Control::Continue
+impl ServerFlags for PlayerShared {
+    fn xruns(&self) -> &AtomicU64 {
+        &self.xruns
     }
-
-    unsafe fn shutdown(&mut self, _status: jack::ClientStatus, _reason: &str) {
-        self.shared.server_lost.store(true, Ordering::Release);
+    fn server_lost(&self) -> &AtomicBool {
+        &self.server_lost
     }
 }
 
@@ -249,7 +243,7 @@ impl std::error::Error for PlayerError {}
 
 /// A running player.
 pub struct Player {
-    client: Option<jack::AsyncClient<Notifications, Processor>>,
+    client: Option<jack::AsyncClient<Notifications<PlayerShared>, Processor>>,
     commands: Producer<Command>,
     used: Consumer<Box<[f32]>>,
     collector: Option<JoinHandle<()>>,
@@ -273,18 +267,8 @@ impl Player {
             return Err(PlayerError::BadPorts);
         }
         let client = open_client(&cfg.client_name).map_err(PlayerError::Jack)?;
-        let outputs = cfg
-            .outputs
-            .iter()
-            .map(|n| client.register_port(n, AudioOut::default()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(PlayerError::Jack)?;
-        let midi_inputs = cfg
-            .midi_inputs
-            .iter()
-            .map(|n| client.register_port(n, MidiIn::default()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(PlayerError::Jack)?;
+        let outputs = register_ports::<AudioOut>(&client, &cfg.outputs).map_err(PlayerError::Jack)?;
+        let midi_inputs = register_ports::<MidiIn>(&client, &cfg.midi_inputs).map_err(PlayerError::Jack)?;
         let name = graph_name(&client);
         let sample_rate = client.sample_rate();
         let shared = Arc::new(PlayerShared { started: AtomicU64::new(NOT_STARTED), ..Default::default() });
