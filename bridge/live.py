@@ -459,6 +459,9 @@ class LiveRunner:
             stamp = anchor_wall + _frames_between(anchor_frame, frame) / rate
             if abs(stamp - estimate) < CLOCK_SLACK_S:
                 return stamp
+            # Re-anchored forward only: receivers schedule by these stamps, and a later
+            # period must never be stamped before an earlier one.
+            estimate = max(estimate, stamp)
         self._clock_anchor = (frame, estimate)
         return estimate
 

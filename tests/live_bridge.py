@@ -205,10 +205,22 @@ def connect_when_there(
     wait_until(connected, timeout, port, context)
 
 
+def _connected(player: Player, source: str, destination: str) -> bool:
+    try:
+        player.connect(source, destination)
+    except BridgeError:
+        return False
+    return True
+
+
 def play_and_capture(players: Players, name: str, bridge: str, audio: np.ndarray) -> list[tuple[str, int]]:
     """Plays `audio` into `bridge`:in_1 and returns the notes that came back."""
     p = players(name, audio)
-    p.start([f"{bridge}:in_1"], midi_from=f"{bridge}:midi_out")
+    # Right after a server hiccup the bridge may still be coming back (a new client):
+    # connect once its ports take a connection, then play.
+    for source, destination in ((p.out, f"{bridge}:in_1"), (f"{bridge}:midi_out", p.midi_in)):
+        wait_until(lambda s=source, d=destination: _connected(p, s, d), 20, f"{source} -> {destination}")
+    p.play()
     assert p.wait_finished(30), "the player did not finish"
     time.sleep(0.3)  # the last note-off
     players.close(p)
