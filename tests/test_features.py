@@ -214,3 +214,45 @@ def test_osc_features_in_silence_once_then_quiet(raw: UdpCapture) -> None:
         # The stream stops well before the end of the 2 s of silence, its last value silent.
         assert sent[-1][0] < end - 0.5, kind
         assert max(sent[-1][1]) < 1e-3 if kind != "spectrum" else sent[-1][1][0] == 0.0
+
+
+# --- end to end: `daw-bridge run` on a real jackd ----------------------------------------
+
+
+def test_run_sends_the_switched_on_features_over_osc_and_logs_them(
+    jack_server, bridges, players, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.signals import melody_audio
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    osc = UdpCapture()
+    cfg, log = tmp_path / "c.toml", tmp_path / "e.jsonl"
+    cfg.write_text("[osc]\nbands = true\nchroma = true\nrate_hz = 50.0\n\n[engine.features]\nbands = 6\n")
+    bridge = bridges(jack_server, "flt-feat", "--config", str(cfg), "--osc", f"127.0.0.1:{osc.port}", "--events", str(log))
+    audio, _ = melody_audio([60, 64, 67])  # C4, E4, G4
+    try:
+        player = players("flt-feat-player", audio)
+        player.start(["flt-feat:in_1"])
+        assert player.wait_finished(30), bridge.report()
+        time.sleep(0.5)
+    finally:
+        bridge.stop()
+        osc.close()
+    messages = [(m.address, list(m.params)) for m in osc.messages()]
+    bands = [args for a, args in messages if a == "/bridge/bands"]
+    chroma = [args for a, args in messages if a == "/bridge/chroma"]
+    assert bands and chroma, bridge.report()
+    assert not [a for a, _ in messages if a == "/bridge/spectrum"], "spectrum was not switched on"
+    assert all(len(b) == 6 and all(0.0 <= x <= 1.0 for x in b) for b in bands)
+    assert all(len(c) == 12 for c in chroma)
+    # While a note sounds, the strongest class is one of the melody's: C, E or G.
+    sounding = [c for c in chroma if max(c) > 0.99]
+    assert len(sounding) > 10
+    assert {int(np.argmax(c)) for c in sounding} <= {0, 4, 7}
+    assert {int(np.argmax(c)) for c in sounding} == {0, 4, 7}
+    # Rate-limited: a 1.5 s run at 50 Hz sends tens of values, not a value per hop.
+    assert len(bands) < 50 * (len(audio) / SR + 3)
+    # The events log holds what the engine computed for OSC.
+    kinds = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+    assert kinds.count("bands") == kinds.count("chroma") == kinds.count("dynamics") > 0
+    assert "spectrum" not in kinds
