@@ -154,7 +154,7 @@ class OscSender:
         validate_prefix(prefix)
         unknown = set(features) - set(FEATURE_KINDS)
         if unknown:
-            raise ValueError(f"unknown OSC feature {sorted(unknown)[0]!r} (expected {', '.join(FEATURE_KINDS)})")
+            raise ValueError(f"unknown OSC feature {min(unknown)!r} (expected {', '.join(FEATURE_KINDS)})")
         if silence not in SILENCE_MODES:
             raise ValueError(f"OSC silence must be one of {', '.join(SILENCE_MODES)}, got {silence!r}")
         if timetag not in TIMETAGS:
