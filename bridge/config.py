@@ -2,7 +2,7 @@
 default, its check and its comment.
 
 ``[bridge]`` and ``[osc]`` configure the live bridge; ``[engine]`` (with its
-``pitch``, ``onset``, ``dynamics`` and ``notes`` sub-tables) is handed to the
+``pitch``, ``onset``, ``dynamics``, ``notes`` and ``features`` sub-tables) is handed to the
 Rust engine, which validates it itself. Every error names the key.
 """
 
