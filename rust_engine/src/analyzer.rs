@@ -123,6 +123,9 @@ impl Analyzer {
             LiveParam::SilenceDb => {
                 self.silence_db = value;
                 self.gate_amplitude = 10f32.powf(value / 20.0);
+                if let Some(f) = &mut self.features {
+                    f.set_floor_db(value);
+                }
             }
             LiveParam::MinConfidence => self.voicing.set_min_confidence(value),
         }

@@ -150,6 +150,13 @@ impl SpectralFeatures {
         }
     }
 
+    /// Follows a live change of `notes.silence_db`: the auto-gain's peak never
+    /// falls below the gate, so silence keeps reading 0.
+    pub fn set_floor_db(&mut self, db: f32) {
+        self.floor_db = db;
+        self.peak_db = self.peak_db.max(db);
+    }
+
     /// Back to the state after `new`.
     pub fn reset(&mut self) {
         self.peak_db = self.floor_db;
@@ -397,6 +404,23 @@ mod tests {
         assert_eq!((last.centroid_hz, last.flatness, last.rolloff_hz), (0.0, 0.0, 0.0));
         assert!(last.band_level.iter().chain(&last.chroma_level).chain(&last.spectrum_level).all(|&v| v < 1e-3));
         assert!(last.band_db[..8].iter().all(|&d| d == FLOOR_DB));
+    }
+
+    #[test]
+    fn a_raised_gate_lowers_a_quiet_band() {
+        let mut cfg = EngineConfig::default();
+        (cfg.features.attack_ms, cfg.features.release_ms) = (0.0, 0.0);
+        let x = sine(440.0, 0.01, 0.3);
+        let mut flux = SpectralFlux::new(&cfg);
+        let mut feats = SpectralFeatures::new(&cfg);
+        let win = cfg.onset.window;
+        flux.process(&x[x.len() - win..], true);
+        // -43 dBFS in its band: the peak sits at it, so it reads 1.
+        assert!(feats.process(flux.spectrum()).band_level[3] > 0.99);
+        // With the gate at -20 dBFS the peak is held there: 23 dB below it over 60 dB.
+        feats.set_floor_db(-20.0);
+        let level = feats.process(flux.spectrum()).band_level[3];
+        assert!((level - (1.0 - 23.0 / 60.0)).abs() < 0.02, "{level}");
     }
 
     #[test]
