@@ -32,7 +32,7 @@ DEFAULT_OSC_PREFIX = "/bridge"
 CONTROL_PORT = 9911
 """TCP port on 127.0.0.1 of the control channel (`run --control-port`, `tui --port`)."""
 
-OscKind = Literal["pitch", "onset", "dynamics", "level", "note"]
+OscKind = Literal["pitch", "onset", "dynamics", "level", "note", "bands", "spectrum", "chroma"]
 OscType = Literal["f", "i"]
 
 _PREFIX_RE = re.compile(r"(/[A-Za-z0-9_.\-]+)+")
@@ -99,6 +99,13 @@ class OscArg:
 
     type: OscType
     name: str
+    repeat: str = ""
+    """For a list attribute, how many values it sends (``"N"``, ``"12"``); "" for one value."""
+
+    @property
+    def signature(self) -> str:
+        """``f:hz``, or ``f:level x 12`` for a list."""
+        return f"{self.type}:{self.name}" + (f" x {self.repeat}" if self.repeat else "")
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,7 @@ class OscMessageSpec:
     @property
     def signature(self) -> str:
         """The arguments as written in the docs: ``f:hz f:midi f:confidence``."""
-        return " ".join(f"{a.type}:{a.name}" for a in self.args)
+        return " ".join(a.signature for a in self.args)
 
 
 OSC_MESSAGES: dict[OscKind, OscMessageSpec] = {
@@ -153,8 +160,33 @@ OSC_MESSAGES: dict[OscKind, OscMessageSpec] = {
             "Note on (velocity 1..127) or note off (velocity 0), same as the MIDI output",
             continuous=False,
         ),
+        OscMessageSpec(
+            "bands",
+            (OscArg("f", "level", "N"),),
+            "Spectrum in N log-spaced bands, lowest first (N = `engine.features.bands`, default 8, "
+            "40 Hz-16 kHz), each 0..1 under a slow auto-gain, smoothed; on with `osc.bands`",
+            continuous=True,
+        ),
+        OscMessageSpec(
+            "spectrum",
+            (OscArg("f", "centroid_hz"), OscArg("f", "flatness"), OscArg("f", "rolloff_hz")),
+            "Spectral centroid in Hz (brightness), flatness 0..1 (0 a tone, about 0.56 white noise) and "
+            "the 85% rolloff in Hz; 0 in silence; on with `osc.spectrum`",
+            continuous=True,
+        ),
+        OscMessageSpec(
+            "chroma",
+            (OscArg("f", "level", "12"),),
+            "Energy per pitch class C, C#, ... B, each over the strongest, 0..1, smoothed; "
+            "on with `osc.chroma`",
+            continuous=True,
+        ),
     )
 }
+
+FEATURE_KINDS: tuple[OscKind, ...] = ("bands", "spectrum", "chroma")
+"""The OSC messages of the engine's spectral features: each is an engine event kind of the
+same name, computed only when asked for (``engine.features.<kind>_enabled``)."""
 
 EVENT_KIND_TO_OSC: dict[str, tuple[OscKind, ...]] = {
     "pitch": ("pitch",),
@@ -162,6 +194,9 @@ EVENT_KIND_TO_OSC: dict[str, tuple[OscKind, ...]] = {
     "dynamics": ("dynamics", "level"),
     "note_on": ("note",),
     "note_off": ("note",),
+    "bands": ("bands",),
+    "spectrum": ("spectrum",),
+    "chroma": ("chroma",),
 }
 """Engine event kind to the OSC messages that carry it."""
 

@@ -2,7 +2,7 @@
 default, its check and its comment.
 
 ``[bridge]`` and ``[osc]`` configure the live bridge; ``[engine]`` (with its
-``pitch``, ``onset``, ``dynamics`` and ``notes`` sub-tables) is handed to the
+``pitch``, ``onset``, ``dynamics``, ``notes`` and ``features`` sub-tables) is handed to the
 Rust engine, which validates it itself. Every error names the key.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,10 @@ def _targets(v: Any) -> str | None:
     return None
 
 
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
 def _choice(*options: str) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if v in options else f"must be one of: {', '.join(options)}"
@@ -113,6 +117,9 @@ SETTINGS = [
     Setting("osc.prefix", addresses.DEFAULT_OSC_PREFIX, "address prefix: /bridge/pitch, /bridge/onset, ...", _osc_prefix),
     Setting("osc.rate_hz", 100.0, "most pitch and dynamics messages per second per input (onsets and notes are never dropped)", _float_range(1.0, 1000.0)),
     Setting("osc.silence", "once", 'in silence (pitch unvoiced, level below notes.silence_db): "once" sends one last pitch and dynamics message, then nothing until sound returns; "stream" keeps sending', _choice("once", "stream")),
+    Setting("osc.bands", False, "send /bridge/bands: the spectrum in engine.features.bands bands, 0..1 (the engine computes them only when asked)", _bool),
+    Setting("osc.spectrum", False, "send /bridge/spectrum: centroid (Hz), flatness (0..1), rolloff (Hz)", _bool),
+    Setting("osc.chroma", False, "send /bridge/chroma: 12 pitch classes, 0..1", _bool),
     Setting("osc.timetag", "block", 'bundle timetags: "block" stamps each with its JACK period\'s time (already past on arrival); "immediate" for receivers that schedule by timetag (SuperCollider)', _choice("block", "immediate")),
 ]
 _BY_KEY = {s.key: s for s in SETTINGS}
@@ -178,6 +185,19 @@ def engine_config(engine: dict[str, Any], where: str = "") -> rust_engine.Engine
         return rust_engine.EngineConfig(engine)
     except rust_engine.ConfigError as e:
         raise BridgeError(f"{where}engine.{e.key}: {e.reason}") from None
+
+
+def with_features(engine: dict[str, Any], kinds: Iterable[str]) -> dict[str, Any]:
+    """A copy of an [engine] table that turns on the engine's feature events
+    ``kinds`` (``"bands"``, ``"spectrum"``, ``"chroma"``): the engine computes
+    them only when an output asks for them."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in engine.items()}
+    features = out.setdefault("features", {})
+    if not isinstance(features, dict):
+        raise BridgeError("engine.features must be a table")
+    for kind in kinds:
+        features[f"{kind}_enabled"] = 1
+    return out
 
 
 def set_value(settings: dict[str, Any], key: str, value: Any, where: str = "", label: str | None = None) -> None:

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import rust_engine
 
 from bridge import addresses, jackd, params, processes
-from bridge.config import default, engine_config
+from bridge.config import default, engine_config, with_features
 from bridge.connections import PortWatcher
 from bridge.errors import BridgeError
 from bridge.osc_out import OscSender, parse_target
@@ -68,6 +68,8 @@ class LiveOptions:
     osc_rate: float = default("osc.rate_hz")
     osc_silence: str = default("osc.silence")
     osc_timetag: str = default("osc.timetag")
+    osc_features: tuple[str, ...] = ()
+    """The spectral features OSC sends ([osc] bands, spectrum, chroma set to true)."""
     bend_range: float = default("bridge.bend_range")
     midi_port: str | None = None
     midi_api: str = default("bridge.midi_api")
@@ -116,6 +118,7 @@ class LiveRunner:
             OscSender(
                 options.osc, options.osc_prefix, options.inputs, options.osc_rate,
                 options.osc_silence, self._params["notes.silence_db"], options.osc_timetag,
+                options.osc_features,
             )
             if options.osc
             else None
@@ -581,6 +584,7 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         osc_rate=float(o["rate_hz"]),
         osc_silence=o["silence"],
         osc_timetag=o["timetag"],
+        osc_features=tuple(k for k in addresses.FEATURE_KINDS if o[k]),
         bend_range=float(b["bend_range"]),
         midi_port=b["midi_port"] or None,
         midi_api=b["midi_api"],
@@ -619,7 +623,8 @@ def run(
     interface on the runner in this thread until the user quits, and says
     whether it ended cleanly; the caller chooses it, so nothing here depends
     on a UI."""
-    config = engine_config(engine)
+    # The engine computes the features only for an output that sends them.
+    config = engine_config(with_features(engine, options.osc_features if options.osc else ()))
     # SIGHUP (the terminal closed) stops the bridge as SIGTERM and Ctrl-C do: every note closed.
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_interrupt)

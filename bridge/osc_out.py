@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Self
 
@@ -30,6 +30,7 @@ from rust_engine import EngineConfig, Event
 from bridge.addresses import (
     DEFAULT_OSC_PREFIX,
     EVENT_KIND_TO_OSC,
+    FEATURE_KINDS,
     OSC_MESSAGES,
     OscKind,
     osc_address,
@@ -130,6 +131,11 @@ class OscSender:
     not a flood of zeros. ``timetag="immediate"`` stamps every bundle
     "immediately" instead of with the block's time.
 
+    The spectral features (``bands``, ``spectrum``, ``chroma``) are sent only
+    for the kinds in ``features``: the engine may compute them for another
+    consumer. They are rate-limited like pitch, and silent (all levels under
+    ``FEATURE_SILENT``) like pitch and dynamics.
+
     Raises ValueError for a bad prefix, rate or target (unresolvable host,
     duplicate); sending itself never raises.
     """
@@ -143,8 +149,12 @@ class OscSender:
         silence: str = "once",
         silence_db: float = EngineConfig.defaults()["notes"]["silence_db"],
         timetag: str = "block",
+        features: Collection[str] = (),
     ) -> None:
         validate_prefix(prefix)
+        unknown = set(features) - set(FEATURE_KINDS)
+        if unknown:
+            raise ValueError(f"unknown OSC feature {min(unknown)!r} (expected {', '.join(FEATURE_KINDS)})")
         if silence not in SILENCE_MODES:
             raise ValueError(f"OSC silence must be one of {', '.join(SILENCE_MODES)}, got {silence!r}")
         if timetag not in TIMETAGS:
@@ -167,6 +177,7 @@ class OscSender:
         self.silence_db = silence_db
         """The engine's gate (``notes.silence_db``); the live runner updates it when that changes."""
         self.timetag = timetag
+        self.features = frozenset(features)
         self._targets: list[_Target] = []
         try:
             for host, port in targets:
@@ -190,12 +201,14 @@ class OscSender:
         for event in events:
             input_ = event.input or 1  # offline events carry input 0
             for kind in EVENT_KIND_TO_OSC.get(event.kind, ()):
+                if kind in FEATURE_KINDS and kind not in self.features:
+                    continue
                 if not OSC_MESSAGES[kind].continuous:
                     messages.append(self._message(event, input_, kind))
                     continue
                 key = (input_, kind)
                 if self.silence == "once":
-                    silent = not event.voiced if kind == "pitch" else event.db < self.silence_db
+                    silent = _silent(event, kind, self.silence_db)
                     if silent and key in self._quiet:
                         continue  # the silent value that marks the change is queued or sent already
                     (self._quiet.add if silent else self._quiet.discard)(key)
@@ -265,6 +278,10 @@ class OscSender:
     def _message(self, event: Event, input_: int, kind: OscKind) -> OscMessage:
         builder = OscMessageBuilder(osc_address(self.prefix, input_, self.n_inputs, kind))
         for arg in OSC_MESSAGES[kind].args:
+            if arg.repeat:
+                for v in getattr(event, arg.name):
+                    builder.add_arg(v, arg.type)
+                continue
             value = (
                 0
                 if event.kind == "note_off" and arg.name == "velocity"
@@ -272,6 +289,19 @@ class OscSender:
             )
             builder.add_arg(value, arg.type)
         return builder.build()
+
+
+FEATURE_SILENT = 1e-3
+"""A feature stream whose visual levels are all under this is silent (they decay towards 0)."""
+
+
+def _silent(event: Event, kind: OscKind, silence_db: float) -> bool:
+    """Whether a continuous value says "nothing is sounding", for ``silence="once"``."""
+    if kind == "pitch":
+        return not event.voiced
+    if kind in FEATURE_KINDS:
+        return max(event.level, default=0.0) < FEATURE_SILENT
+    return event.db < silence_db
 
 
 def _describe(error: OSError) -> str:

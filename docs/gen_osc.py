@@ -35,6 +35,12 @@ Pitch, dynamics and level are computed for every analysis hop and thinned to at 
 `--osc-rate` messages per second per input (the latest value wins); onsets and notes are
 never dropped. A note off is a `note` message with velocity 0.
 
+Bands, spectrum and chroma are sent only when switched on in the config file (`[osc]`
+`bands`, `spectrum`, `chroma` = `true`); the engine computes them only then. They are
+rate-limited like pitch. Their 0..1 values need no scaling: a slow auto-gain follows the
+loudest band (`[engine.features]` `range_db`, `autogain_ms`) and every value is smoothed
+(`attack_ms`, `release_ms`).
+
 JACK ports, for the same names in your DAW's routing: audio inputs `{CLIENT_NAME}:{input_port(1)}`,
 `{CLIENT_NAME}:{input_port(2)}`, ... and the MIDI output `{CLIENT_NAME}:{MIDI_OUT_PORT}` (input k plays on
 MIDI channel k).

@@ -30,12 +30,18 @@ ARG_NAMES = {
     "dynamics": ["rms", "peak", "db", "velocity"],
     "level": ["db"],
     "note": ["note", "velocity"],
+    "bands": ["level"],
+    "spectrum": ["centroid_hz", "flatness", "rolloff_hz"],
+    "chroma": ["level"],
 }
+"""A kind with one name and more values sends a list: ``level=[0.1 0.9 ...]``."""
 
 
 def describe(address: str, args: tuple[Any, ...]) -> str:
     """``address name=value ...``; the kind is the last address part (pitch, onset, ...)."""
     names = ARG_NAMES.get(address.rsplit("/", 1)[-1], [])
+    if len(names) == 1 and len(args) > 1:
+        return f"{address} {names[0]}=[" + " ".join(f"{v:.3g}" for v in args) + "]"
     if len(names) != len(args):
         names = [f"arg{i}" for i in range(len(args))]
     values = " ".join(f"{n}={v:.4g}" if isinstance(v, float) else f"{n}={v}" for n, v in zip(names, args))

@@ -18,7 +18,7 @@ MAX_BEND_RANGE: float
 """Widest ``bend_range`` a LiveBridge takes, in semitones."""
 
 # Stub-only names start with "_": they do not exist at run time.
-_EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
+_EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off", "bands", "spectrum", "chroma"]
 
 class ConfigError(ValueError):
     """A setting the engine cannot work with (or cannot change while running).
@@ -104,6 +104,19 @@ class Event:
     marking: str
     """Dynamic marking of the smoothed envelope, "ppp" ... "fff"."""
     note: int
+    band_db: list[float]
+    """``bands``: level of each band in dBFS (mean square in the band, floored at -120)."""
+    centroid_hz: float
+    """``spectrum``: magnitude-weighted mean frequency (0 in silence)."""
+    flatness: float
+    """``spectrum``: geometric over arithmetic mean of the power spectrum, 0..1 (about 0.56 for white noise)."""
+    rolloff_hz: float
+    """``spectrum``: frequency below which 85% of the energy lies."""
+    chroma: list[float]
+    """``chroma``: share of the spectral peaks' energy per pitch class, C first (sums to 1, or all 0)."""
+    level: list[float]
+    """``bands``, ``spectrum`` (centroid, flatness, rolloff), ``chroma``: the
+    visual-ready values in 0..1, auto-gained and smoothed; empty for other kinds."""
     input: int
     """Live only: the input (1-based) that produced it; 0 offline."""
     frame: int

@@ -27,7 +27,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_server import ThreadingOSCUDPServer
 from rust_engine import Analyzer, EngineConfig, Event
 
-from bridge.addresses import OSC_MESSAGES, osc_address, osc_reference_markdown
+from bridge.addresses import FEATURE_KINDS, OSC_MESSAGES, osc_address, osc_reference_markdown
 from bridge.osc_out import OscSender, TargetStats, parse_target
 from udp_capture import UdpCapture
 
@@ -44,12 +44,16 @@ class Block:
     events: list[Event]
 
 
-def engine_blocks(synth: ModuleType, notes: list[Any], seconds: float | None = None) -> list[Block]:
-    """The engine's events for ``notes``, one list per 128-frame block, like the JACK callback."""
+def engine_blocks(
+    synth: ModuleType, notes: list[Any], seconds: float | None = None, features: bool = False
+) -> list[Block]:
+    """The engine's events for ``notes``, one list per 128-frame block, like the JACK callback;
+    with ``features``, the spectral features too."""
     audio = synth.render(notes, SR).astype(np.float32)
     if seconds is not None:
         audio = audio[: int(seconds * SR)]
-    analyzer = Analyzer(EngineConfig({"sample_rate": SR, "hop": HOP}))
+    enabled = {f"{kind}_enabled": 1 for kind in FEATURE_KINDS} if features else {}
+    analyzer = Analyzer(EngineConfig({"sample_rate": SR, "hop": HOP, "features": enabled}))
     blocks = []
     for i, start in enumerate(range(0, len(audio), HOP)):
         events = analyzer.process(np.ascontiguousarray(audio[start : start + HOP]))
@@ -255,9 +259,11 @@ def test_a_held_back_value_goes_out_with_a_later_empty_block(
 
 
 def test_several_inputs_use_numbered_addresses(synth: ModuleType, server: OscServer) -> None:
-    one = engine_blocks(synth, melody(synth), seconds=1.0)
-    two = engine_blocks(synth, melody(synth, offset=7), seconds=1.0)
-    with OscSender([("127.0.0.1", server.port)], n_inputs=2, rate_hz=50.0, silence="stream") as sender:
+    one = engine_blocks(synth, melody(synth), seconds=1.0, features=True)
+    two = engine_blocks(synth, melody(synth, offset=7), seconds=1.0, features=True)
+    with OscSender(
+        [("127.0.0.1", server.port)], n_inputs=2, rate_hz=50.0, silence="stream", features=FEATURE_KINDS
+    ) as sender:
         for b1, b2 in zip(one, two, strict=True):
             # Offline events carry input 0; tag them as the live bridge would.
             sender.send_block(_tagged(b1.events, 1) + _tagged(b2.events, 2), b1.time)

@@ -7,6 +7,7 @@ use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
 use crate::dynamics::{to_db, Dynamics, FLOOR_DB};
 use crate::error::{ConfigError, ProcessError};
 use crate::event::{Event, EventData};
+use crate::features::SpectralFeatures;
 use crate::notes::{HopInfo, NoteTracker};
 use crate::onset::SpectralFlux;
 use crate::pitch::{PitchEstimate, Yin};
@@ -17,9 +18,10 @@ use crate::voicing::Voicing;
 const MAX_SAMPLE: f32 = 1000.0;
 
 /// Most events one hop can produce: onset, pitch, dynamics, note-off, and a
-/// note-on with the onset found for it, plus one spare. (A probe's note-off and
+/// note-on with the onset found for it, plus one spare, and the three feature
+/// events. (A probe's note-off and
 /// note-on leave a note too young for the rest of the hop to end or change.)
-pub const MAX_EVENTS_PER_HOP: usize = 7;
+pub const MAX_EVENTS_PER_HOP: usize = 10;
 
 /// Pitch estimates per hop while a note waits to start: a hop's worth of
 /// waiting is most of the latency left once two periods of the note are in.
@@ -38,6 +40,8 @@ pub struct Analyzer {
     attacks: AttackFinder,
     dynamics: Dynamics,
     notes: NoteTracker,
+    /// Spectral features, when any kind is enabled.
+    features: Option<SpectralFeatures>,
     /// The most recent samples, oldest first; long enough for both frames.
     history: Vec<f32>,
     /// Samples of the hop being filled.
@@ -70,6 +74,7 @@ impl Analyzer {
             attacks: AttackFinder::new(&cfg),
             dynamics: Dynamics::new(&cfg),
             notes: NoteTracker::new(&cfg),
+            features: cfg.features.any_enabled().then(|| SpectralFeatures::new(&cfg)),
             history,
             pending: vec![0.0; cfg.hop],
             filled: 0,
@@ -118,6 +123,9 @@ impl Analyzer {
             LiveParam::SilenceDb => {
                 self.silence_db = value;
                 self.gate_amplitude = 10f32.powf(value / 20.0);
+                if let Some(f) = &mut self.features {
+                    f.set_floor_db(value);
+                }
             }
             LiveParam::MinConfidence => self.voicing.set_min_confidence(value),
         }
@@ -210,6 +218,9 @@ impl Analyzer {
         self.attacks.reset();
         self.dynamics.reset();
         self.notes.reset();
+        if let Some(f) = &mut self.features {
+            f.reset();
+        }
         self.history.fill(0.0);
         self.filled = 0;
         self.position = 0;
@@ -292,6 +303,7 @@ impl Analyzer {
                 marking: levels.marking,
             },
         });
+        self.emit_features(end, out);
 
         let info = HopInfo {
             end,
@@ -305,6 +317,32 @@ impl Analyzer {
             segment,
         };
         self.notes.process(&info, &self.dynamics, &self.attacks, out);
+    }
+}
+
+impl Analyzer {
+    /// The enabled feature events of the onset frame ending at `end`, placed
+    /// at its middle as the pitch is.
+    fn emit_features(&mut self, end: u64, out: &mut Vec<Event>) {
+        let Some(features) = &mut self.features else { return };
+        let f = features.process(self.flux.spectrum());
+        let cfg = &self.cfg.features;
+        let sample = end.saturating_sub(self.flux.window() as u64 / 2);
+        let mut push = |data| out.push(Event { sample, emit_sample: end, data });
+        if cfg.bands_enabled == 1 {
+            push(EventData::Bands { count: f.bands as u8, db: f.band_db, level: f.band_level });
+        }
+        if cfg.spectrum_enabled == 1 {
+            push(EventData::Spectrum {
+                centroid_hz: f.centroid_hz,
+                flatness: f.flatness,
+                rolloff_hz: f.rolloff_hz,
+                level: f.spectrum_level,
+            });
+        }
+        if cfg.chroma_enabled == 1 {
+            push(EventData::Chroma { energy: f.chroma, level: f.chroma_level });
+        }
     }
 }
 

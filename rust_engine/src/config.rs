@@ -69,6 +69,44 @@ pub struct NoteConfig {
     pub correct_ms: f32,
 }
 
+/// Most bands `features.bands` may ask for: events are fixed-size, so the
+/// live queue never allocates.
+pub const MAX_BANDS: usize = 16;
+
+/// Spectral features for visuals (see `features.rs`). Each kind is computed
+/// and emitted only when enabled (1); the live bridge enables the kinds its
+/// OSC output asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeaturesConfig {
+    /// 1 emits a `bands` event per hop, 0 does not.
+    pub bands_enabled: u8,
+    /// 1 emits a `spectrum` event (centroid, flatness, rolloff) per hop.
+    pub spectrum_enabled: u8,
+    /// 1 emits a `chroma` event per hop.
+    pub chroma_enabled: u8,
+    /// Number of log-spaced bands, 1..=`MAX_BANDS`.
+    pub bands: usize,
+    /// Lower edge of the lowest band, in Hz.
+    pub low_hz: f32,
+    /// Upper edge of the highest band, in Hz; capped at Nyquist.
+    pub high_hz: f32,
+    /// Span of the visual band levels below the auto-gain's peak, in dB.
+    pub range_db: f32,
+    /// Time constant of the auto-gain's falling peak, in milliseconds.
+    pub autogain_ms: f32,
+    /// Rise time constant of the visual values, in milliseconds (0: instant).
+    pub attack_ms: f32,
+    /// Fall time constant of the visual values, in milliseconds (0: instant).
+    pub release_ms: f32,
+}
+
+impl FeaturesConfig {
+    /// Whether any feature is computed at all.
+    pub fn any_enabled(&self) -> bool {
+        self.bands_enabled + self.spectrum_enabled + self.chroma_enabled > 0
+    }
+}
+
 /// The whole engine's configuration.
 ///
 /// The fields hold the values in use. `hop` and `onset.window` count samples,
@@ -85,6 +123,7 @@ pub struct EngineConfig {
     pub onset: OnsetConfig,
     pub dynamics: DynamicsConfig,
     pub notes: NoteConfig,
+    pub features: FeaturesConfig,
     pub follows_rate: FollowsRate,
 }
 
@@ -139,6 +178,18 @@ impl Default for EngineConfig {
                 min_note_ms: 40.0,
                 release_ms: 20.0,
                 correct_ms: 100.0,
+            },
+            features: FeaturesConfig {
+                bands_enabled: 0,
+                spectrum_enabled: 0,
+                chroma_enabled: 0,
+                bands: 8,
+                low_hz: 40.0,
+                high_hz: 16_000.0,
+                range_db: 60.0,
+                autogain_ms: 5000.0,
+                attack_ms: 10.0,
+                release_ms: 150.0,
             },
             follows_rate: FollowsRate { hop: true, onset_window: true },
         }
@@ -292,6 +343,34 @@ impl EngineConfig {
         ] {
             check(v.is_finite() && (0.0..=2000.0).contains(&v), key, "must be 0..2000 ms")?;
         }
+        let f = &self.features;
+        for (v, key) in [
+            (f.bands_enabled, "features.bands_enabled"),
+            (f.spectrum_enabled, "features.spectrum_enabled"),
+            (f.chroma_enabled, "features.chroma_enabled"),
+        ] {
+            check(v <= 1, key, "must be 0 (off) or 1 (on)")?;
+        }
+        check((1..=MAX_BANDS).contains(&f.bands), "features.bands", "must be 1..16")?;
+        check(
+            f.low_hz.is_finite() && f.low_hz >= 10.0 && f.low_hz < sr / 4.0,
+            "features.low_hz",
+            "must be at least 10 Hz and below a quarter of the sample rate",
+        )?;
+        check(
+            f.high_hz.is_finite() && f.high_hz > f.low_hz * 2.0 && f.high_hz <= 192_000.0,
+            "features.high_hz",
+            "must be above twice low_hz and at most 192000 Hz (capped at Nyquist)",
+        )?;
+        check(f.range_db.is_finite() && (6.0..=120.0).contains(&f.range_db), "features.range_db", "must be 6..120 dB")?;
+        check(
+            f.autogain_ms.is_finite() && (100.0..=600_000.0).contains(&f.autogain_ms),
+            "features.autogain_ms",
+            "must be 100..600000 ms",
+        )?;
+        for (v, key) in [(f.attack_ms, "features.attack_ms"), (f.release_ms, "features.release_ms")] {
+            check(v.is_finite() && (0.0..=10_000.0).contains(&v), key, "must be 0..10000 ms")?;
+        }
         Ok(())
     }
 }
@@ -320,7 +399,7 @@ macro_rules! fields {
 
 /// The single table of settings: the TOML file, the Python dict, the
 /// generated defaults and their comments all go through it, in this order.
-const FIELDS: [Field; 22] = fields! {
+const FIELDS: [Field; 32] = fields! {
     "sample_rate", true, sample_rate as u32, "offline only: the live bridge runs at the JACK server's rate";
     "hop", true, hop as usize,
         "analysis hop in samples: one pitch and one dynamics event per hop; 0 follows the sample rate (128 at 44.1/48 kHz, doubling per octave of rate)";
@@ -350,6 +429,21 @@ const FIELDS: [Field; 22] = fields! {
     "notes.release_ms", false, notes.release_ms as f32, "silence or low confidence this long ends a note";
     "notes.correct_ms", false, notes.correct_ms as f32,
         "a new pitch settling this soon after a note-on corrects it (0: never)";
+    "features.bands_enabled", true, features.bands_enabled as u8,
+        "1 emits band levels each hop (the live bridge turns it on for [osc] bands)";
+    "features.spectrum_enabled", true, features.spectrum_enabled as u8,
+        "1 emits centroid, flatness and rolloff each hop (on for [osc] spectrum)";
+    "features.chroma_enabled", true, features.chroma_enabled as u8,
+        "1 emits a 12-bin chroma each hop (on for [osc] chroma)";
+    "features.bands", true, features.bands as usize, "number of log-spaced bands (1..16)";
+    "features.low_hz", false, features.low_hz as f32, "lower edge of the lowest band";
+    "features.high_hz", false, features.high_hz as f32, "upper edge of the highest band (capped at Nyquist)";
+    "features.range_db", false, features.range_db as f32,
+        "visual band levels span this many dB below the auto-gain's peak";
+    "features.autogain_ms", false, features.autogain_ms as f32,
+        "time constant of the auto-gain's falling peak (longer: slower to lift a quiet passage)";
+    "features.attack_ms", false, features.attack_ms as f32, "rise time of the 0..1 visual values (0: instant)";
+    "features.release_ms", false, features.release_ms as f32, "fall time of the 0..1 visual values (0: instant)";
 };
 
 /// The settings that may change while the engine runs (from the UI).

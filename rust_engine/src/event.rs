@@ -1,5 +1,7 @@
 //! Events the engine emits, stamped with sample positions.
 
+use crate::config::MAX_BANDS;
+
 /// What an event says.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EventData {
@@ -29,6 +31,27 @@ pub enum EventData {
     },
     NoteOff {
         note: u8,
+    },
+    /// Once per hop when enabled: `db` per band in dBFS, `level` in 0..1
+    /// (auto-gained, smoothed); only the first `count` entries are used.
+    Bands {
+        count: u8,
+        db: [f32; MAX_BANDS],
+        level: [f32; MAX_BANDS],
+    },
+    /// Once per hop when enabled: spectral shape, and `level` holding
+    /// centroid, flatness and rolloff in 0..1 (smoothed).
+    Spectrum {
+        centroid_hz: f32,
+        flatness: f32,
+        rolloff_hz: f32,
+        level: [f32; 3],
+    },
+    /// Once per hop when enabled: energy share per pitch class (C first) and
+    /// `level`, each class over the largest in 0..1 (smoothed).
+    Chroma {
+        energy: [f32; 12],
+        level: [f32; 12],
     },
 }
 
@@ -83,6 +106,9 @@ impl Event {
             EventData::Dynamics { .. } => "dynamics",
             EventData::NoteOn { .. } => "note_on",
             EventData::NoteOff { .. } => "note_off",
+            EventData::Bands { .. } => "bands",
+            EventData::Spectrum { .. } => "spectrum",
+            EventData::Chroma { .. } => "chroma",
         }
     }
 }

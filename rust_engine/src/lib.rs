@@ -14,6 +14,7 @@ pub mod config;
 pub mod dynamics;
 pub mod error;
 pub mod event;
+pub mod features;
 #[cfg(feature = "jack")]
 pub mod live;
 pub mod notes;

@@ -142,6 +142,12 @@ impl SpectralFlux {
         &self.prev_log
     }
 
+    /// Complex spectrum (Hann-windowed, `window / 2 + 1` bins) of the frame
+    /// `process` last analysed, for the spectral features.
+    pub fn spectrum(&self) -> &[Complex<f32>] {
+        &self.spectrum
+    }
+
     /// Forgets all history.
     pub fn reset(&mut self) {
         self.prev_log.fill(0.0);

@@ -200,6 +200,15 @@ struct PyEvent {
     velocity: u8,
     marking: &'static str,
     note: u8,
+    /// Bands: level of each band in dBFS.
+    band_db: Vec<f32>,
+    centroid_hz: f32,
+    flatness: f32,
+    rolloff_hz: f32,
+    /// Chroma: energy share of each pitch class, C first.
+    chroma: Vec<f32>,
+    /// Bands, spectrum and chroma: the visual-ready values in 0..1.
+    level: Vec<f32>,
     /// Live only: input number (1-based); 0 offline.
     input: u8,
     /// Live only: JACK frame time at which the event was sent; 0 offline.
@@ -227,6 +236,12 @@ impl PyEvent {
             velocity: 0,
             marking: "",
             note: 0,
+            band_db: Vec::new(),
+            centroid_hz: 0.0,
+            flatness: 0.0,
+            rolloff_hz: 0.0,
+            chroma: Vec::new(),
+            level: Vec::new(),
             input: 0,
             frame: 0,
             block_frame: 0,
@@ -242,6 +257,18 @@ impl PyEvent {
             }
             EventData::NoteOn { note, velocity } => (out.note, out.velocity) = (note, velocity),
             EventData::NoteOff { note } => out.note = note,
+            EventData::Bands { count, db, level } => {
+                out.band_db = db[..count as usize].to_vec();
+                out.level = level[..count as usize].to_vec();
+            }
+            EventData::Spectrum { centroid_hz, flatness, rolloff_hz, level } => {
+                (out.centroid_hz, out.flatness, out.rolloff_hz) = (centroid_hz, flatness, rolloff_hz);
+                out.level = level.to_vec();
+            }
+            EventData::Chroma { energy, level } => {
+                out.chroma = energy.to_vec();
+                out.level = level.to_vec();
+            }
         }
         out
     }
@@ -250,6 +277,10 @@ impl PyEvent {
 /// Rounds to 6 significant digits so the JSON log stays readable and stable.
 fn round6(v: f32) -> f64 {
     format!("{v:.6e}").parse().unwrap_or(0.0)
+}
+
+fn round6_all(values: &[f32]) -> Vec<f64> {
+    values.iter().copied().map(round6).collect()
 }
 
 #[pymethods]
@@ -277,6 +308,20 @@ impl PyEvent {
             "note_on" => {
                 d.set_item("note", self.note)?;
                 d.set_item("velocity", self.velocity)?;
+            }
+            "bands" => {
+                d.set_item("db", round6_all(&self.band_db))?;
+                d.set_item("level", round6_all(&self.level))?;
+            }
+            "spectrum" => {
+                d.set_item("centroid_hz", round6(self.centroid_hz))?;
+                d.set_item("flatness", round6(self.flatness))?;
+                d.set_item("rolloff_hz", round6(self.rolloff_hz))?;
+                d.set_item("level", round6_all(&self.level))?;
+            }
+            "chroma" => {
+                d.set_item("energy", round6_all(&self.chroma))?;
+                d.set_item("level", round6_all(&self.level))?;
             }
             _ => d.set_item("note", self.note)?,
         }

@@ -181,6 +181,46 @@ proptest! {
         let reference = analyse(&cfg, &x, &[128]);
         prop_assert_eq!(analyse(&cfg, &x, &blocks), reference);
     }
+
+    /// The spectral features too, and turning them on changes no other event.
+    #[test]
+    fn features_are_block_size_independent(blocks in prop::collection::vec(1usize..=8192, 1..12)) {
+        let (x, _) = melody(&[(48.0, 0.2), (55.0, 0.15), (72.0, 0.15)], 0.05);
+        let reference = analyse(&with_features(), &x, &[128]);
+        prop_assert_eq!(analyse(&with_features(), &x, &blocks), reference.clone());
+        let others: Vec<_> =
+            reference.into_iter().filter(|e| !matches!(e.kind(), "bands" | "spectrum" | "chroma")).collect();
+        prop_assert_eq!(others, analyse(&EngineConfig::default(), &x, &[128]));
+    }
+}
+
+/// The default settings with every feature kind enabled.
+fn with_features() -> EngineConfig {
+    let mut cfg = EngineConfig::default();
+    for key in ["features.bands_enabled", "features.spectrum_enabled", "features.chroma_enabled"] {
+        cfg.set(key, 1.0).unwrap();
+    }
+    cfg
+}
+
+#[test]
+fn features_come_once_per_hop_only_when_enabled() {
+    let (x, _) = melody(&SCALE, 0.05);
+    let hops = x.len().div_ceil(128);
+    let count = |cfg: &EngineConfig, kind: &str| analyse(cfg, &x, &[4096]).iter().filter(|e| e.kind() == kind).count();
+    let cfg = with_features();
+    for kind in ["bands", "spectrum", "chroma"] {
+        assert_eq!(count(&cfg, kind), hops, "{kind}");
+        assert_eq!(count(&EngineConfig::default(), kind), 0, "{kind}");
+    }
+    let mut only_chroma = EngineConfig::default();
+    only_chroma.set("features.chroma_enabled", 1.0).unwrap();
+    assert_eq!((count(&only_chroma, "chroma"), count(&only_chroma, "bands")), (hops, 0));
+    let events = analyse(&cfg, &x, &[4096]);
+    for pair in events.windows(2) {
+        assert!(pair[0].emit_sample <= pair[1].emit_sample);
+    }
+    assert!(events.iter().all(|e| e.sample <= e.emit_sample));
 }
 
 /// Samples from a tone's first sample to the emission of its note-on.

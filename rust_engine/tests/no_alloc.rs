@@ -41,11 +41,17 @@ fn process_allocates_nothing_after_construction() {
     x.extend(tone(52.0, 0.2, 0.3));
     x.extend(noise(48_000, 0.2, 3));
     x.push(f32::NAN);
-    let mut an = Analyzer::new(EngineConfig::default()).unwrap();
+    // Every spectral feature on, so their path is counted too.
+    let mut cfg = EngineConfig::default();
+    for key in ["features.bands_enabled", "features.spectrum_enabled", "features.chroma_enabled"] {
+        cfg.set(key, 1.0).unwrap();
+    }
+    let mut an = Analyzer::new(cfg).unwrap();
     let mut out = Vec::with_capacity(an.max_events(8192));
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     let mut pos = 0;
     let mut notes_seen = 0;
+    let mut features_seen = 0;
     for b in [1usize, 64, 128, 1000, 8192, 77].iter().cycle() {
         if pos >= x.len() {
             break;
@@ -54,6 +60,7 @@ fn process_allocates_nothing_after_construction() {
         out.clear();
         an.process(&x[pos..end], &mut out).unwrap();
         notes_seen += out.iter().filter(|e| e.kind() == "note_on").count();
+        features_seen += out.iter().filter(|e| e.kind() == "chroma").count();
         pos = end;
     }
     out.clear();
@@ -61,4 +68,5 @@ fn process_allocates_nothing_after_construction() {
     an.flush(&mut out);
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), before, "the engine allocated while processing");
     assert!(notes_seen >= 8, "{notes_seen} note-ons");
+    assert!(features_seen > 1000, "{features_seen} feature events");
 }

@@ -7,6 +7,10 @@
 // (/bridge/onset); the level in dBFS (/bridge/level) is printed. Addresses: docs/osc.md. With several bridge inputs the
 // input number sits after the prefix (/bridge/2/pitch); the tests below
 // look only at the last part, so every input drives the same circle.
+// With `[osc] bands = true`, `spectrum = true` and `chroma = true` in the
+// bridge's config, bars along the bottom show the bands (/bridge/bands, each
+// 0..1), twelve dots along the top the chroma (/bridge/chroma, C first), and
+// the background's hue the brightness (/bridge/spectrum's centroid).
 
 import oscP5.*;
 
@@ -19,6 +23,9 @@ float midi = 60;      // fractional MIDI note
 float confidence = 0;
 float flash = 0;      // 1 at an onset, fades out
 int note = -1;        // sounding note, -1 when none
+float[] bands = new float[0];     // 0..1 each, lowest band first
+float[] chroma = new float[12];   // 0..1 each, C first
+float centroid = 0;   // spectral centroid in Hz
 
 void setup() {
   size(640, 480);
@@ -40,11 +47,21 @@ void oscEvent(OscMessage m) {
     flash = 1;
   } else if (a.endsWith("/note") && m.checkTypetag("ii")) {
     note = m.get(1).intValue() > 0 ? m.get(0).intValue() : -1;
+  } else if (a.endsWith("/bands")) {
+    // As many floats as the bridge's engine.features.bands (default 8).
+    float[] b = new float[m.typetag().length()];
+    for (int i = 0; i < b.length; i++) b[i] = m.get(i).floatValue();
+    bands = b;
+  } else if (a.endsWith("/spectrum") && m.checkTypetag("fff")) {
+    centroid = m.get(0).floatValue();
+  } else if (a.endsWith("/chroma") && m.typetag().length() == 12) {
+    for (int i = 0; i < 12; i++) chroma[i] = m.get(i).floatValue();
   }
 }
 
 void draw() {
-  background(0, 0, flash * 0.35);
+  float bright = centroid > 0 ? constrain(log(centroid / 40.0) / log(400.0), 0, 1) : 0;
+  background(bright * 0.7, centroid > 0 ? 0.5 : 0, flash * 0.35);
   flash *= 0.85;
   float y = map(constrain(midi, 36, 96), 36, 96, height - 40, 40);
   float d = 20 + 600 * sqrt(level);
@@ -54,4 +71,14 @@ void draw() {
   fill(0, 0, 1);
   text(note >= 0 ? "note " + note : "", 10, 20);
   text(nf(db, 0, 1) + " dBFS", 10, 40);
+  float[] b = bands;  // the OSC thread replaces the array, never fills it in place
+  for (int i = 0; i < b.length; i++) {
+    float w = width / (float) b.length;
+    fill(i / (float) b.length, 0.7, 0.9);
+    rect(i * w + 2, height - b[i] * 120, w - 4, b[i] * 120);
+  }
+  for (int i = 0; i < 12; i++) {
+    fill(i / 12.0, 0.8, 0.3 + 0.7 * chroma[i]);
+    ellipse(width / 2 + (i - 5.5) * 24, 20, 6 + 14 * chroma[i], 6 + 14 * chroma[i]);
+  }
 }
