@@ -18,7 +18,7 @@ MAX_BEND_RANGE: float
 """Widest ``bend_range`` a LiveBridge takes, in semitones."""
 
 # Stub-only names start with "_": they do not exist at run time.
-_EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off"]
+_EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off", "beat", "tempo"]
 
 class ConfigError(ValueError):
     """A setting the engine cannot work with (or cannot change while running).
@@ -104,6 +104,14 @@ class Event:
     marking: str
     """Dynamic marking of the smoothed envelope, "ppp" ... "fff"."""
     note: int
+    beat: int
+    """Beat only: its place in the bar, 1 .. ``beat.beats_per_bar``."""
+    bpm: float
+    """Beat and tempo: the tracked tempo in beats per minute."""
+    next_sample: int
+    """Beat only: where the next beat is predicted (``sample`` plus one period)."""
+    next_t: float
+    """``next_sample`` in seconds."""
     input: int
     """Live only: the input (1-based) that produced it; 0 offline."""
     frame: int

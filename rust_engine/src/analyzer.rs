@@ -3,6 +3,7 @@
 //! block size.
 
 use crate::attack::AttackFinder;
+use crate::beat::BeatTracker;
 use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
 use crate::dynamics::{to_db, Dynamics, FLOOR_DB};
 use crate::error::{ConfigError, ProcessError};
@@ -17,9 +18,10 @@ use crate::voicing::Voicing;
 const MAX_SAMPLE: f32 = 1000.0;
 
 /// Most events one hop can produce: onset, pitch, dynamics, note-off, and a
-/// note-on with the onset found for it, plus one spare. (A probe's note-off and
-/// note-on leave a note too young for the rest of the hop to end or change.)
-pub const MAX_EVENTS_PER_HOP: usize = 7;
+/// note-on with the onset found for it, plus one spare (a probe's note-off and
+/// note-on leave a note too young for the rest of the hop to end or change);
+/// and a beat with its tempo.
+pub const MAX_EVENTS_PER_HOP: usize = 9;
 
 /// Pitch estimates per hop while a note waits to start: a hop's worth of
 /// waiting is most of the latency left once two periods of the note are in.
@@ -38,6 +40,8 @@ pub struct Analyzer {
     attacks: AttackFinder,
     dynamics: Dynamics,
     notes: NoteTracker,
+    /// None when `beat.enabled` is 0.
+    beat: Option<BeatTracker>,
     /// The most recent samples, oldest first; long enough for both frames.
     history: Vec<f32>,
     /// Samples of the hop being filled.
@@ -70,6 +74,7 @@ impl Analyzer {
             attacks: AttackFinder::new(&cfg),
             dynamics: Dynamics::new(&cfg),
             notes: NoteTracker::new(&cfg),
+            beat: (cfg.beat.enabled == 1).then(|| BeatTracker::new(&cfg)),
             history,
             pending: vec![0.0; cfg.hop],
             filled: 0,
@@ -210,6 +215,9 @@ impl Analyzer {
         self.attacks.reset();
         self.dynamics.reset();
         self.notes.reset();
+        if let Some(beat) = &mut self.beat {
+            beat.reset();
+        }
         self.history.fill(0.0);
         self.filled = 0;
         self.position = 0;
@@ -254,6 +262,9 @@ impl Analyzer {
             segment = segment.or(Some(at)).map(|s| s.max(at));
         }
         self.attacks.push(end, self.flux.log_spectrum());
+        if let Some(beat) = &mut self.beat {
+            beat.process(end, self.flux.last_flux(), self.flux.log_spectrum(), gate_open, out);
+        }
         // A flux onset confirming the gate's segment is not a new one.
         let segment = segment.filter(|&s| s != self.segment_start);
         if let Some(s) = segment {

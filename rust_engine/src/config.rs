@@ -69,6 +69,22 @@ pub struct NoteConfig {
     pub correct_ms: f32,
 }
 
+/// Beat tracking settings (see `beat.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeatConfig {
+    /// 1 runs the beat tracker, 0 leaves it out.
+    pub enabled: u8,
+    /// Slowest tempo considered, in BPM.
+    pub min_bpm: f32,
+    /// Fastest tempo considered, in BPM.
+    pub max_bpm: f32,
+    /// Centre of the tempo prior, in BPM: between a tempo and its double or
+    /// half, the one nearer this wins.
+    pub prior_bpm: f32,
+    /// Beats in a bar, for the beat's position in it.
+    pub beats_per_bar: usize,
+}
+
 /// The whole engine's configuration.
 ///
 /// The fields hold the values in use. `hop` and `onset.window` count samples,
@@ -85,6 +101,7 @@ pub struct EngineConfig {
     pub onset: OnsetConfig,
     pub dynamics: DynamicsConfig,
     pub notes: NoteConfig,
+    pub beat: BeatConfig,
     pub follows_rate: FollowsRate,
 }
 
@@ -140,6 +157,7 @@ impl Default for EngineConfig {
                 release_ms: 20.0,
                 correct_ms: 100.0,
             },
+            beat: BeatConfig { enabled: 1, min_bpm: 60.0, max_bpm: 180.0, prior_bpm: 120.0, beats_per_bar: 4 },
             follows_rate: FollowsRate { hop: true, onset_window: true },
         }
     }
@@ -292,6 +310,20 @@ impl EngineConfig {
         ] {
             check(v.is_finite() && (0.0..=2000.0).contains(&v), key, "must be 0..2000 ms")?;
         }
+        let b = &self.beat;
+        check(b.enabled <= 1, "beat.enabled", "must be 0 or 1")?;
+        check(b.min_bpm.is_finite() && (20.0..=300.0).contains(&b.min_bpm), "beat.min_bpm", "must be 20..300 BPM")?;
+        check(
+            b.max_bpm.is_finite() && b.max_bpm >= b.min_bpm + 10.0 && b.max_bpm <= 400.0,
+            "beat.max_bpm",
+            "must be at least min_bpm + 10 and at most 400 BPM",
+        )?;
+        check(
+            b.prior_bpm.is_finite() && (b.min_bpm..=b.max_bpm).contains(&b.prior_bpm),
+            "beat.prior_bpm",
+            "must be within min_bpm..max_bpm",
+        )?;
+        check((1..=16).contains(&b.beats_per_bar), "beat.beats_per_bar", "must be 1..16")?;
         Ok(())
     }
 }
@@ -320,7 +352,7 @@ macro_rules! fields {
 
 /// The single table of settings: the TOML file, the Python dict, the
 /// generated defaults and their comments all go through it, in this order.
-const FIELDS: [Field; 22] = fields! {
+const FIELDS: [Field; 27] = fields! {
     "sample_rate", true, sample_rate as u32, "offline only: the live bridge runs at the JACK server's rate";
     "hop", true, hop as usize,
         "analysis hop in samples: one pitch and one dynamics event per hop; 0 follows the sample rate (128 at 44.1/48 kHz, doubling per octave of rate)";
@@ -350,6 +382,12 @@ const FIELDS: [Field; 22] = fields! {
     "notes.release_ms", false, notes.release_ms as f32, "silence or low confidence this long ends a note";
     "notes.correct_ms", false, notes.correct_ms as f32,
         "a new pitch settling this soon after a note-on corrects it (0: never)";
+    "beat.enabled", true, beat.enabled as u8, "1 tracks the beat and tempo (beat and tempo events), 0 does not";
+    "beat.min_bpm", false, beat.min_bpm as f32, "slowest tempo considered (20..300 BPM)";
+    "beat.max_bpm", false, beat.max_bpm as f32, "fastest tempo considered (at least min_bpm + 10, at most 400 BPM)";
+    "beat.prior_bpm", false, beat.prior_bpm as f32,
+        "preferred tempo: of a tempo and its double or half the one nearer this wins (within min..max)";
+    "beat.beats_per_bar", true, beat.beats_per_bar as usize, "beats in a bar, for the beat's place in it (1..16)";
 };
 
 /// The settings that may change while the engine runs (from the UI).

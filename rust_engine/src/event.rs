@@ -30,6 +30,19 @@ pub enum EventData {
     NoteOff {
         note: u8,
     },
+    /// A beat: `beat` is its place in the bar (1-based), `next_sample` where
+    /// the next one is predicted, so a live output can leave on it.
+    Beat {
+        beat: u8,
+        bpm: f32,
+        confidence: f32,
+        next_sample: u64,
+    },
+    /// The tracked tempo, sent on downbeats and when it changes.
+    Tempo {
+        bpm: f32,
+        confidence: f32,
+    },
 }
 
 /// Dynamic marking of the smoothed envelope, softest first.
@@ -83,6 +96,8 @@ impl Event {
             EventData::Dynamics { .. } => "dynamics",
             EventData::NoteOn { .. } => "note_on",
             EventData::NoteOff { .. } => "note_off",
+            EventData::Beat { .. } => "beat",
+            EventData::Tempo { .. } => "tempo",
         }
     }
 }

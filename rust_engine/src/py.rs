@@ -200,6 +200,13 @@ struct PyEvent {
     velocity: u8,
     marking: &'static str,
     note: u8,
+    /// Beat only: its place in the bar, 1-based.
+    beat: u8,
+    /// Beat and tempo: the tracked tempo.
+    bpm: f32,
+    /// Beat only: where the next beat is predicted, in samples and seconds.
+    next_sample: u64,
+    next_t: f64,
     /// Live only: input number (1-based); 0 offline.
     input: u8,
     /// Live only: JACK frame time at which the event was sent; 0 offline.
@@ -227,6 +234,10 @@ impl PyEvent {
             velocity: 0,
             marking: "",
             note: 0,
+            beat: 0,
+            bpm: 0.0,
+            next_sample: 0,
+            next_t: 0.0,
             input: 0,
             frame: 0,
             block_frame: 0,
@@ -242,6 +253,11 @@ impl PyEvent {
             }
             EventData::NoteOn { note, velocity } => (out.note, out.velocity) = (note, velocity),
             EventData::NoteOff { note } => out.note = note,
+            EventData::Beat { beat, bpm, confidence, next_sample } => {
+                (out.beat, out.bpm, out.confidence, out.next_sample) = (beat, bpm, confidence, next_sample);
+                out.next_t = next_sample as f64 / sample_rate as f64;
+            }
+            EventData::Tempo { bpm, confidence } => (out.bpm, out.confidence) = (bpm, confidence),
         }
         out
     }
@@ -277,6 +293,16 @@ impl PyEvent {
             "note_on" => {
                 d.set_item("note", self.note)?;
                 d.set_item("velocity", self.velocity)?;
+            }
+            "beat" => {
+                d.set_item("beat", self.beat)?;
+                d.set_item("bpm", round6(self.bpm))?;
+                d.set_item("confidence", round6(self.confidence))?;
+                d.set_item("next_t", (self.next_t * 1e6).round() / 1e6)?;
+            }
+            "tempo" => {
+                d.set_item("bpm", round6(self.bpm))?;
+                d.set_item("confidence", round6(self.confidence))?;
             }
             _ => d.set_item("note", self.note)?,
         }
