@@ -30,6 +30,8 @@ ARG_NAMES = {
     "dynamics": ["rms", "peak", "db", "velocity"],
     "level": ["db"],
     "note": ["note", "velocity"],
+    "beat": ["beat", "bpm"],
+    "tempo": ["bpm", "confidence"],
 }
 
 

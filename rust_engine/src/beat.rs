@@ -60,7 +60,7 @@ const MIN_CONFIDENCE: f32 = 0.1;
 /// Relative tempo change that sends a tempo event between downbeats.
 const TEMPO_CHANGE: f32 = 0.02;
 /// Upper edge of the low band whose flux marks accents (kick drum), in Hz.
-const ACCENT_HZ: f32 = 150.0;
+const ACCENT_HZ: f32 = 100.0;
 /// Weight of the low band's flux (per bin) added to the whole spectrum's
 /// (averaged over bins): the kick drum marks the beat but fills few bins, the
 /// hi-hat's broadband noise fills most of them and would have the tracker
@@ -69,7 +69,7 @@ const LOW_WEIGHT: f32 = 1.0;
 /// Decay of the accent accumulated per position in the bar, per bar.
 const ACCENT_DECAY: f32 = 0.9;
 /// The downbeat moves only when another position's accent exceeds its own by this factor.
-const DOWNBEAT_MARGIN: f32 = 1.2;
+const DOWNBEAT_MARGIN: f32 = 1.5;
 
 /// One beat tracker; `process` once per hop, allocating nothing.
 pub struct BeatTracker {

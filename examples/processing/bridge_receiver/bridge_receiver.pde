@@ -19,6 +19,8 @@ float midi = 60;      // fractional MIDI note
 float confidence = 0;
 float flash = 0;      // 1 at an onset, fades out
 int note = -1;        // sounding note, -1 when none
+float pulse = 0;      // 1 at a beat (more on the downbeat), fades out
+float bpm = 0;        // tracked tempo
 
 void setup() {
   size(640, 480);
@@ -40,6 +42,11 @@ void oscEvent(OscMessage m) {
     flash = 1;
   } else if (a.endsWith("/note") && m.checkTypetag("ii")) {
     note = m.get(1).intValue() > 0 ? m.get(0).intValue() : -1;
+  } else if (a.endsWith("/beat") && m.checkTypetag("if")) {
+    pulse = m.get(0).intValue() == 1 ? 1 : 0.5;
+    bpm = m.get(1).floatValue();
+  } else if (a.endsWith("/tempo") && m.checkTypetag("ff")) {
+    bpm = m.get(0).floatValue();
   }
 }
 
@@ -54,4 +61,8 @@ void draw() {
   fill(0, 0, 1);
   text(note >= 0 ? "note " + note : "", 10, 20);
   text(nf(db, 0, 1) + " dBFS", 10, 40);
+  text(bpm > 0 ? nf(bpm, 0, 1) + " BPM" : "", 10, 60);
+  fill(0, 0, pulse);
+  rect(width - 30, 10, 20, 20);
+  pulse *= 0.9;
 }
