@@ -143,12 +143,16 @@ class Pattern:
     kick: tuple[int, ...]
     snare: tuple[int, ...]
     hihat: tuple[int, ...]
+    ghost: tuple[int, ...] = ()
+    """Ghost notes: the snare at a quarter of its level."""
 
 
 PATTERNS: dict[str, Pattern] = {
     "four_on_the_floor": Pattern(4, 4, (0, 4, 8, 12), (4, 12), (2, 6, 10, 14)),
     "backbeat": Pattern(4, 4, (0, 8, 10), (4, 12), (0, 2, 4, 6, 8, 10, 12, 14)),
-    "funk": Pattern(4, 4, (0, 3, 6, 10), (4, 7, 12, 15), tuple(range(16))),
+    "funk": Pattern(4, 4, (0, 2, 10), (4, 12), tuple(range(16)), ghost=(7, 9, 15)),
+    # Kicks three sixteenths apart (3 + 3 + 4): a dotted-eighth pulse against the beat.
+    "funk_syncopated": Pattern(4, 4, (0, 3, 6, 10), (4, 12), tuple(range(16)), ghost=(7, 9, 15)),
     # Triplet grid: the ride's "ding, ding-a" and the second eighth of each beat played late.
     "swing": Pattern(4, 3, (0, 6), (3, 9), (0, 3, 5, 6, 9, 11)),
     "half_time": Pattern(4, 4, (0, 6), (8,), (0, 2, 4, 6, 8, 10, 12, 14)),
@@ -199,15 +203,18 @@ def groove(pattern: str | Pattern, bpm: float | tuple[float, float], seconds: fl
     beats = beat_times(bpm, seconds, jump_at_s=jump_at_s)
     out = np.zeros(int((seconds + 1.0) * rate))
     steps_per_bar = p.beats_per_bar * p.steps_per_beat
-    sounds = [(kick(rate), p.kick, 1.0), (snare(rate), p.snare, 0.6), (hihat(rate), p.hihat, 0.35)]
+    sounds = [(kick(rate), p.kick, 1.0), (snare(rate), p.snare, 0.6), (snare(rate), p.ghost, 0.15),
+              (hihat(rate), p.hihat, 0.35)]
     for b in range(len(beats) - 1):
         for s in range(p.steps_per_beat):
             step = (b % p.beats_per_bar) * p.steps_per_beat + s
             t = beats[b] + (beats[b + 1] - beats[b]) * s / p.steps_per_beat
-            at = int(round(t * rate))
+            at = round(t * rate)
             for sound, steps, gain in sounds:
                 if step % steps_per_bar in steps:
-                    out[at:at + len(sound)] += gain * sound[: len(out) - at]
+                    # As a drummer plays them, hi-hats off the beat are softer than on it.
+                    soft = 0.6 if sound is sounds[-1][0] and s else 1.0
+                    out[at:at + len(sound)] += soft * gain * sound[: len(out) - at]
     beats = beats[:-1]
     out = out[: int(seconds * rate)]
     return Groove((out * peak / np.max(np.abs(out))).astype(np.float32), beats,

@@ -100,9 +100,13 @@ pub struct BeatTracker {
     prior: Vec<f32>,
     states: Vec<f32>,
     next_states: Vec<f32>,
+    /// Gaussian transition weights for moves of -TRANSITION_STATES..=TRANSITION_STATES states.
+    transition: Vec<f32>,
     /// Period in frames and the log-Gaussian weights of its transition window.
     period: f32,
     weights: Vec<f32>,
+    /// Lags where `weights` is not 0: half to twice the period.
+    window: (usize, usize),
     confidence: f32,
     /// Previous low-band log magnitudes, for the accent flux.
     low_prev: Vec<f32>,
@@ -165,9 +169,16 @@ impl BeatTracker {
             prior,
             states: vec![1.0 / n as f32; n],
             next_states: vec![0.0; n],
+            transition: (0..=2 * TRANSITION_STATES)
+                .map(|i| {
+                    let d = (i as f32 - TRANSITION_STATES as f32) / TRANSITION_SIGMA;
+                    (-0.5 * d * d).exp()
+                })
+                .collect(),
             bpms,
             period: 60.0 * frame_rate / b.prior_bpm,
             weights: vec![0.0; 2 * max_period + 2],
+            window: (1, 1),
             confidence: 0.0,
             low_prev: vec![0.0; low_bins],
             low_bins,
@@ -263,11 +274,19 @@ impl BeatTracker {
         self.accents[i] = accent;
 
         // 2. Leaky autocorrelation, and the tempo every few frames.
-        for (lag, a) in self.acf.iter_mut().enumerate() {
-            let past = if lag <= k { self.novelty[(k - lag) & (self.ring - 1)] } else { 0.0 };
-            *a = self.acf_coef * *a + o * past;
+        // novelty[k - lag] for lag = 0.. runs down the ring from slot i, then wraps.
+        let (c, lags) = (self.acf_coef, self.acf.len().min(k + 1));
+        let (head, tail) = self.acf[..lags].split_at_mut(lags.min(i + 1));
+        for (a, &past) in head.iter_mut().zip(self.novelty[..=i].iter().rev()) {
+            *a = c * *a + o * past;
         }
-        if k % TEMPO_EVERY == 0 {
+        for (a, &past) in tail.iter_mut().zip(self.novelty.iter().rev()) {
+            *a = c * *a + o * past;
+        }
+        for a in &mut self.acf[lags..] {
+            *a *= c;
+        }
+        if k.is_multiple_of(TEMPO_EVERY) {
             self.update_tempo();
         }
 
@@ -287,20 +306,17 @@ impl BeatTracker {
 
     /// `max_v W(v) score(k - v)` over the transition window of the current period.
     fn best_past(&self, k: usize, score: impl Fn(usize) -> f32) -> f32 {
-        let mut best = 0.0f32;
-        for (v, &w) in self.weights.iter().enumerate() {
-            if w > 0.0 && v <= k {
-                best = best.max(w * score(k - v));
-            }
-        }
-        best
+        let (lo, hi) = (self.window.0, self.window.1.min(k));
+        (lo..=hi).map(|v| self.weights[v] * score(k - v)).fold(0.0, f32::max)
     }
 
     fn set_period(&mut self, period: f32) {
         self.period = period;
-        let (lo, hi) = ((period / 2.0).round() as usize, (2.0 * period).round() as usize);
+        let lo = ((period / 2.0).round() as usize).max(1);
+        let hi = ((2.0 * period).round() as usize).min(self.weights.len() - 1);
+        self.window = (lo, hi);
         for (v, w) in self.weights.iter_mut().enumerate() {
-            *w = if (lo.max(1)..=hi).contains(&v) {
+            *w = if (lo..=hi).contains(&v) {
                 let x = TIGHTNESS * (v as f32 / period).ln();
                 (-0.5 * x * x).exp()
             } else {
@@ -333,8 +349,7 @@ impl BeatTracker {
             let hi = (s + TRANSITION_STATES).min(self.bpms.len() - 1);
             let mut carried = JUMP_FLOOR * prev_best;
             for j in lo..=hi {
-                let d = (s as f32 - j as f32) / TRANSITION_SIGMA;
-                carried = carried.max(self.states[j] * (-0.5 * d * d).exp());
+                carried = carried.max(self.states[j] * self.transition[j + TRANSITION_STATES - s]);
             }
             self.next_states[s] = evidence * carried;
             total += self.next_states[s];
@@ -383,12 +398,8 @@ impl BeatTracker {
         let mut best = (0.0f32, span / 2);
         for j in 0..span {
             let idx = history + j;
-            let mut v = 0.0f32;
-            for (lag, &w) in self.weights.iter().enumerate() {
-                if w > 0.0 && lag <= idx {
-                    v = v.max(w * self.future[idx - lag]);
-                }
-            }
+            let (lo, hi) = (self.window.0, self.window.1.min(idx));
+            let v = (lo..=hi).map(|lag| self.weights[lag] * self.future[idx - lag]).fold(0.0, f32::max);
             self.future[idx] = v;
             let d = (j as f32 + 1.0 - p / 2.0) / (p / 2.0);
             let score = v * (-0.5 * d * d).exp();

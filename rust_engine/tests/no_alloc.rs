@@ -1,5 +1,6 @@
 //! `Analyzer::process` must not touch the heap once constructed: a counting
-//! global allocator proves it over a melody, silence, noise and odd block sizes.
+//! global allocator proves it over a melody, silence, noise, drums (the beat
+//! tracker) and odd block sizes.
 
 mod signals;
 
@@ -41,11 +42,14 @@ fn process_allocates_nothing_after_construction() {
     x.extend(tone(52.0, 0.2, 0.3));
     x.extend(noise(48_000, 0.2, 3));
     x.push(f32::NAN);
+    // Drums long enough for the beat tracker to lock and report beats.
+    x.extend(drums(120.0, 8.0));
     let mut an = Analyzer::new(EngineConfig::default()).unwrap();
     let mut out = Vec::with_capacity(an.max_events(8192));
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     let mut pos = 0;
     let mut notes_seen = 0;
+    let mut beats_seen = 0;
     for b in [1usize, 64, 128, 1000, 8192, 77].iter().cycle() {
         if pos >= x.len() {
             break;
@@ -54,6 +58,7 @@ fn process_allocates_nothing_after_construction() {
         out.clear();
         an.process(&x[pos..end], &mut out).unwrap();
         notes_seen += out.iter().filter(|e| e.kind() == "note_on").count();
+        beats_seen += out.iter().filter(|e| e.kind() == "beat").count();
         pos = end;
     }
     out.clear();
@@ -61,4 +66,5 @@ fn process_allocates_nothing_after_construction() {
     an.flush(&mut out);
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), before, "the engine allocated while processing");
     assert!(notes_seen >= 8, "{notes_seen} note-ons");
+    assert!(beats_seen >= 4, "{beats_seen} beats");
 }
