@@ -55,6 +55,9 @@ const ALPHA: f32 = 0.9;
 const TIGHTNESS: f32 = 5.0;
 /// Seconds of audio before the first prediction: the autocorrelation needs a few beats.
 const WARMUP_S: f32 = 2.0;
+/// Beats predicted from the projected score alone, without the Gaussian around
+/// the expected beat that keeps the phase.
+const FREE_BEATS: u64 = 4;
 /// Normalised autocorrelation at the period below which no beat is reported.
 const MIN_CONFIDENCE: f32 = 0.1;
 /// Relative tempo change that sends a tempo event between downbeats.
@@ -401,7 +404,8 @@ impl BeatTracker {
             let (lo, hi) = (self.window.0, self.window.1.min(idx));
             let v = (lo..=hi).map(|lag| self.weights[lag] * self.future[idx - lag]).fold(0.0, f32::max);
             self.future[idx] = v;
-            let d = (j as f32 + 1.0 - p / 2.0) / (p / 2.0);
+            // Until a few beats are in, no phase to keep: the projected maximum alone decides.
+            let d = if self.beats < FREE_BEATS { 0.0 } else { (j as f32 + 1.0 - p / 2.0) / (p / 2.0) };
             let score = v * (-0.5 * d * d).exp();
             if score > best.0 {
                 best = (score, j);
