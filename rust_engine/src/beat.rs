@@ -384,8 +384,9 @@ impl BeatTracker {
         // Keep the refinement only when it agrees with the chosen state.
         let period = if (refined / coarse - 1.0).abs() < 0.02 { refined } else { coarse };
         self.set_period(period);
-        let p = period.round() as usize;
-        self.confidence = (self.acf[p.min(self.acf.len() - 1)] / energy).clamp(0.0, 1.0);
+        // The largest autocorrelation next to the period: a period between two
+        // frames puts the beats' products on either lag.
+        self.confidence = (self.comb_value(period, 1) / energy).clamp(0.0, 1.0);
     }
 
     /// Projects the cumulative score one period ahead without new novelty and
@@ -457,5 +458,90 @@ impl BeatTracker {
             self.reported_bpm = bpm;
             out.push(Event { sample, emit_sample: end, data: EventData::Tempo { bpm, confidence: self.confidence } });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the tracker on `seconds` of hops whose flux (and low band) spikes
+    /// on every beat at `bpm`, louder on the first of each bar of `bar` beats.
+    fn run(bpm: f32, bar: usize, seconds: f32, gate_open: bool) -> Vec<Event> {
+        let mut cfg = EngineConfig::default();
+        cfg.beat.beats_per_bar = bar;
+        let mut tracker = BeatTracker::new(&cfg);
+        let hops = (seconds * 48_000.0 / cfg.hop as f32) as usize;
+        let beat_hops = 60.0 * 48_000.0 / bpm / cfg.hop as f32;
+        let bins = cfg.onset.window / 2 + 1;
+        let (mut quiet, mut loud) = (vec![0.0f32; bins], vec![0.0f32; bins]);
+        loud[..8].fill(5.0);
+        quiet[..8].fill(0.0);
+        let mut out = Vec::new();
+        let mut next = 0.0f32;
+        let mut count = 0;
+        for h in 0..hops {
+            let end = ((h + 1) * cfg.hop) as u64;
+            let (flux, spectrum) = if h as f32 >= next {
+                next += beat_hops;
+                count += 1;
+                (if count % bar == 1 { 1.0 } else { 0.5 }, &loud)
+            } else {
+                (0.01, &quiet)
+            };
+            tracker.process(end, flux, spectrum, gate_open, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn a_steady_pulse_gives_its_tempo_and_evenly_spaced_beats() {
+        for bpm in [75.0f32, 100.0, 128.0, 160.0] {
+            let events = run(bpm, 4, 12.0, true);
+            let beats: Vec<(u64, f32, u8, u64)> = events
+                .iter()
+                .filter_map(|e| match e.data {
+                    EventData::Beat { beat, bpm, next_sample, .. } => Some((e.sample, bpm, beat, next_sample)),
+                    _ => None,
+                })
+                .collect();
+            assert!(beats.len() as f32 >= bpm / 60.0 * 6.0, "{bpm}: {} beats", beats.len());
+            let period = 60.0 * 48_000.0 / bpm;
+            for pair in beats.windows(2).skip(4) {
+                let gap = (pair[1].0 - pair[0].0) as f32;
+                assert!((gap / period - 1.0).abs() < 0.05, "{bpm}: gap {gap} vs {period}");
+                assert!((pair[1].1 / bpm - 1.0).abs() < 0.04, "{bpm}: {} BPM", pair[1].1);
+                assert_eq!(pair[1].2 as usize, pair[0].2 as usize % 4 + 1, "{bpm}: places");
+                assert!((pair[1].3 - pair[1].0) as f32 / period - 1.0 < 0.05);
+            }
+            assert!(events.iter().any(|e| matches!(e.data, EventData::Tempo { .. })));
+        }
+    }
+
+    #[test]
+    fn the_loud_beat_is_the_downbeat() {
+        let events = run(120.0, 3, 16.0, true);
+        let places: Vec<u8> = events
+            .iter()
+            .filter_map(|e| match e.data {
+                EventData::Beat { beat, .. } if e.sample > 8 * 48_000 => Some(beat),
+                _ => None,
+            })
+            .collect();
+        assert!(places.len() > 6);
+        // Beats fall on the pulse, counted from a loud one: 1 comes every third beat.
+        assert!(places.windows(2).all(|p| p[1] == p[0] % 3 + 1), "{places:?}");
+    }
+
+    #[test]
+    fn no_beats_while_the_gate_is_closed_or_the_input_silent() {
+        assert!(run(120.0, 4, 8.0, false).is_empty());
+        let mut tracker = BeatTracker::new(&EngineConfig::default());
+        let spectrum = vec![0.0f32; 513];
+        let mut out = Vec::new();
+        for h in 0..3000u64 {
+            tracker.process((h + 1) * 128, 0.0, &spectrum, true, &mut out);
+        }
+        assert!(out.is_empty());
     }
 }
