@@ -32,7 +32,7 @@ DEFAULT_OSC_PREFIX = "/bridge"
 CONTROL_PORT = 9911
 """TCP port on 127.0.0.1 of the control channel (`run --control-port`, `tui --port`)."""
 
-OscKind = Literal["pitch", "onset", "dynamics", "level", "note", "bands", "spectrum", "chroma"]
+OscKind = Literal["pitch", "onset", "dynamics", "level", "note", "bands", "spectrum", "chroma", "beat", "tempo"]
 OscType = Literal["f", "i"]
 
 _PREFIX_RE = re.compile(r"(/[A-Za-z0-9_.\-]+)+")
@@ -181,6 +181,20 @@ OSC_MESSAGES: dict[OscKind, OscMessageSpec] = {
             "on with `osc.chroma`",
             continuous=True,
         ),
+        OscMessageSpec(
+            "beat",
+            (OscArg("i", "beat"), OscArg("f", "bpm")),
+            "A beat, sent when the audio reaches it: its place in the bar (1 = downbeat, "
+            "up to `beat.beats_per_bar`) and the tempo in BPM",
+            continuous=False,
+        ),
+        OscMessageSpec(
+            "tempo",
+            (OscArg("f", "bpm"), OscArg("f", "confidence")),
+            "The tracked tempo in BPM and its confidence 0..1, on every downbeat and when it "
+            "changes by more than 2 %",
+            continuous=False,
+        ),
     )
 }
 
@@ -197,6 +211,8 @@ EVENT_KIND_TO_OSC: dict[str, tuple[OscKind, ...]] = {
     "bands": ("bands",),
     "spectrum": ("spectrum",),
     "chroma": ("chroma",),
+    "beat": ("beat",),
+    "tempo": ("tempo",),
 }
 """Engine event kind to the OSC messages that carry it."""
 

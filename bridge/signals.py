@@ -105,3 +105,117 @@ def tone_sequence(midis: list[int], rate: int, tone_s: float = 0.25, gap_s: floa
     for start, m in zip(starts, midis):
         signal[start:start + tone_n] = harmonic_tone(midi_hz(m), rate, tone_s)
     return ToneSequence(signal, starts, np.asarray(midis), rate)
+
+
+# -- drum grooves with exact beats, for the beat tracker's tests and benchmark --
+
+
+def kick(rate: int = SR) -> np.ndarray:
+    """A kick drum: a sine burst whose pitch falls from 150 to 50 Hz, decaying over about 0.3 s."""
+    t = np.arange(int(0.3 * rate)) / rate
+    hz = 50.0 + 100.0 * np.exp(-t / 0.03)
+    phase = 2 * np.pi * np.cumsum(hz) / rate
+    return (np.sin(phase) * np.exp(-t / 0.08)).astype(np.float32)
+
+
+def snare(rate: int = SR, seed: int = 2) -> np.ndarray:
+    """A snare drum: a noise burst with a 190 Hz tone, decaying over about 0.2 s."""
+    t = np.arange(int(0.2 * rate)) / rate
+    noise = np.random.default_rng(seed).standard_normal(len(t))
+    body = np.sin(2 * np.pi * 190.0 * t) * np.exp(-t / 0.03)
+    return (0.5 * noise * np.exp(-t / 0.05) + 0.6 * body).astype(np.float32)
+
+
+def hihat(rate: int = SR, seed: int = 3) -> np.ndarray:
+    """A closed hi-hat: white noise high-passed (a triple first difference), decaying over 50 ms."""
+    t = np.arange(int(0.06 * rate)) / rate
+    noise = np.random.default_rng(seed).standard_normal(len(t) + 3)
+    high = np.diff(noise, 3) / 8.0
+    return (high * np.exp(-t / 0.012)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One bar of a drum part on a grid of `steps_per_beat` steps per beat."""
+
+    beats_per_bar: int
+    steps_per_beat: int
+    kick: tuple[int, ...]
+    snare: tuple[int, ...]
+    hihat: tuple[int, ...]
+    ghost: tuple[int, ...] = ()
+    """Ghost notes: the snare at a quarter of its level."""
+
+
+PATTERNS: dict[str, Pattern] = {
+    "four_on_the_floor": Pattern(4, 4, (0, 4, 8, 12), (4, 12), (2, 6, 10, 14)),
+    "backbeat": Pattern(4, 4, (0, 8, 10), (4, 12), (0, 2, 4, 6, 8, 10, 12, 14)),
+    "funk": Pattern(4, 4, (0, 2, 10), (4, 12), tuple(range(16)), ghost=(7, 9, 15)),
+    # Kicks three sixteenths apart (3 + 3 + 4): a dotted-eighth pulse against the beat.
+    "funk_syncopated": Pattern(4, 4, (0, 3, 6, 10), (4, 12), tuple(range(16)), ghost=(7, 9, 15)),
+    # Triplet grid: the ride's "ding, ding-a" and the second eighth of each beat played late.
+    "swing": Pattern(4, 3, (0, 6), (3, 9), (0, 3, 5, 6, 9, 11)),
+    "half_time": Pattern(4, 4, (0, 6), (8,), (0, 2, 4, 6, 8, 10, 12, 14)),
+    "three_four": Pattern(3, 4, (0,), (4, 8), (0, 2, 4, 6, 8, 10)),
+    # 6/8 counted in two dotted-quarter beats of three eighths.
+    "six_eight": Pattern(2, 3, (0,), (3,), (0, 1, 2, 3, 4, 5)),
+}
+
+
+@dataclass(frozen=True)
+class Groove:
+    """A rendered drum groove; `beats` are the exact beat times in seconds, `downbeats` the bars' first."""
+
+    signal: np.ndarray
+    beats: np.ndarray
+    downbeats: np.ndarray
+    pattern: Pattern
+    rate: int
+
+    def bpm_at(self, t: float) -> float:
+        """The tempo at time `t`, from the beats around it."""
+        i = int(np.clip(np.searchsorted(self.beats, t), 1, len(self.beats) - 1))
+        return 60.0 / float(self.beats[i] - self.beats[i - 1])
+
+
+def beat_times(bpm: float | tuple[float, float], seconds: float, lead_s: float = 0.5,
+               jump_at_s: float | None = None) -> np.ndarray:
+    """Beat times from `lead_s` on: a steady `bpm`; with a pair (from, to), an
+    accelerando (tempo linear in time) or, given `jump_at_s`, a jump at the
+    first beat after it."""
+    start, end = (bpm, bpm) if isinstance(bpm, (int, float)) else bpm
+    times, t = [], lead_s
+    while t < seconds:
+        times.append(t)
+        if jump_at_s is not None:
+            now = start if t < jump_at_s else end
+        else:
+            now = start + (end - start) * (t - lead_s) / (seconds - lead_s)
+        t += 60.0 / now
+    return np.asarray(times)
+
+
+def groove(pattern: str | Pattern, bpm: float | tuple[float, float], seconds: float = 20.0,
+           rate: int = SR, jump_at_s: float | None = None, peak: float = 0.5) -> Groove:
+    """`pattern` (a name in PATTERNS or a Pattern) played for `seconds` on the beats of
+    `beat_times`; a step between two beats falls at its share of that beat."""
+    p = PATTERNS[pattern] if isinstance(pattern, str) else pattern
+    beats = beat_times(bpm, seconds, jump_at_s=jump_at_s)
+    out = np.zeros(int((seconds + 1.0) * rate))
+    steps_per_bar = p.beats_per_bar * p.steps_per_beat
+    sounds = [(kick(rate), p.kick, 1.0), (snare(rate), p.snare, 0.6), (snare(rate), p.ghost, 0.15),
+              (hihat(rate), p.hihat, 0.35)]
+    for b in range(len(beats) - 1):
+        for s in range(p.steps_per_beat):
+            step = (b % p.beats_per_bar) * p.steps_per_beat + s
+            t = beats[b] + (beats[b + 1] - beats[b]) * s / p.steps_per_beat
+            at = round(t * rate)
+            for sound, steps, gain in sounds:
+                if step % steps_per_bar in steps:
+                    # As a drummer plays them, hi-hats off the beat are softer than on it.
+                    soft = 0.6 if sound is sounds[-1][0] and s else 1.0
+                    out[at:at + len(sound)] += soft * gain * sound[: len(out) - at]
+    beats = beats[:-1]
+    out = out[: int(seconds * rate)]
+    return Groove((out * peak / np.max(np.abs(out))).astype(np.float32), beats,
+                  beats[:: p.beats_per_bar], p, rate)

@@ -33,7 +33,7 @@ several (`--inputs N`) it follows the prefix, so `{p}/*/pitch` matches every inp
 {osc_reference_markdown()}
 Pitch, dynamics and level are computed for every analysis hop and thinned to at most
 `--osc-rate` messages per second per input (the latest value wins); onsets and notes are
-never dropped. A note off is a `note` message with velocity 0.
+never dropped, nor are beats and tempo. A note off is a `note` message with velocity 0.
 
 Bands, spectrum and chroma are sent only when switched on in the config file (`[osc]`
 `bands`, `spectrum`, `chroma` = `true`); the engine computes them only then. They are

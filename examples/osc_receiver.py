@@ -33,6 +33,8 @@ ARG_NAMES = {
     "bands": ["level"],
     "spectrum": ["centroid_hz", "flatness", "rolloff_hz"],
     "chroma": ["level"],
+    "beat": ["beat", "bpm"],
+    "tempo": ["bpm", "confidence"],
 }
 """A kind with one name and more values sends a list: ``level=[0.1 0.9 ...]``."""
 

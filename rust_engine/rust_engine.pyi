@@ -18,7 +18,9 @@ MAX_BEND_RANGE: float
 """Widest ``bend_range`` a LiveBridge takes, in semitones."""
 
 # Stub-only names start with "_": they do not exist at run time.
-_EventKind: TypeAlias = Literal["pitch", "onset", "dynamics", "note_on", "note_off", "bands", "spectrum", "chroma"]
+_EventKind: TypeAlias = Literal[
+    "pitch", "onset", "dynamics", "note_on", "note_off", "bands", "spectrum", "chroma", "beat", "tempo"
+]
 
 class ConfigError(ValueError):
     """A setting the engine cannot work with (or cannot change while running).
@@ -117,6 +119,14 @@ class Event:
     level: list[float]
     """``bands``, ``spectrum`` (centroid, flatness, rolloff), ``chroma``: the
     visual-ready values in 0..1, auto-gained and smoothed; empty for other kinds."""
+    beat: int
+    """Beat only: its place in the bar, 1 .. ``beat.beats_per_bar``."""
+    bpm: float
+    """Beat and tempo: the tracked tempo in beats per minute."""
+    next_sample: int
+    """Beat only: where the next beat is predicted (``sample`` plus one period)."""
+    next_t: float
+    """``next_sample`` in seconds."""
     input: int
     """Live only: the input (1-based) that produced it; 0 offline."""
     frame: int

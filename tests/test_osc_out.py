@@ -271,7 +271,9 @@ def test_several_inputs_use_numbered_addresses(synth: ModuleType, server: OscSer
         expected = sender.stats()[f"127.0.0.1:{server.port}"].messages
     wait_for(lambda: len(server.messages) >= expected)
     addresses = {a for a, _ in server.messages}
-    assert addresses == {f"/bridge/{k}/{kind}" for k in (1, 2) for kind in OSC_MESSAGES}
+    # Beats and tempo need seconds of a groove: tests/test_beat.py sends them.
+    melodic = [kind for kind in OSC_MESSAGES if kind not in ("beat", "tempo")]
+    assert addresses == {f"/bridge/{k}/{kind}" for k in (1, 2) for kind in melodic}
     ons = {
         k: [args[0] for a, args in server.messages if a == f"/bridge/{k}/note" and args[1] > 0]
         for k in (1, 2)

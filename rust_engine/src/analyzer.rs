@@ -3,6 +3,7 @@
 //! block size.
 
 use crate::attack::AttackFinder;
+use crate::beat::BeatTracker;
 use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
 use crate::dynamics::{to_db, Dynamics, FLOOR_DB};
 use crate::error::{ConfigError, ProcessError};
@@ -18,10 +19,10 @@ use crate::voicing::Voicing;
 const MAX_SAMPLE: f32 = 1000.0;
 
 /// Most events one hop can produce: onset, pitch, dynamics, note-off, and a
-/// note-on with the onset found for it, plus one spare, and the three feature
-/// events. (A probe's note-off and
-/// note-on leave a note too young for the rest of the hop to end or change.)
-pub const MAX_EVENTS_PER_HOP: usize = 10;
+/// note-on with the onset found for it, plus one spare, the three feature
+/// events, and a beat with its tempo. (A probe's note-off and note-on leave a
+/// note too young for the rest of the hop to end or change.)
+pub const MAX_EVENTS_PER_HOP: usize = 12;
 
 /// Pitch estimates per hop while a note waits to start: a hop's worth of
 /// waiting is most of the latency left once two periods of the note are in.
@@ -42,6 +43,8 @@ pub struct Analyzer {
     notes: NoteTracker,
     /// Spectral features, when any kind is enabled.
     features: Option<SpectralFeatures>,
+    /// None when `beat.enabled` is 0.
+    beat: Option<BeatTracker>,
     /// The most recent samples, oldest first; long enough for both frames.
     history: Vec<f32>,
     /// Samples of the hop being filled.
@@ -75,6 +78,7 @@ impl Analyzer {
             dynamics: Dynamics::new(&cfg),
             notes: NoteTracker::new(&cfg),
             features: cfg.features.any_enabled().then(|| SpectralFeatures::new(&cfg)),
+            beat: (cfg.beat.enabled == 1).then(|| BeatTracker::new(&cfg)),
             history,
             pending: vec![0.0; cfg.hop],
             filled: 0,
@@ -221,6 +225,9 @@ impl Analyzer {
         if let Some(f) = &mut self.features {
             f.reset();
         }
+        if let Some(beat) = &mut self.beat {
+            beat.reset();
+        }
         self.history.fill(0.0);
         self.filled = 0;
         self.position = 0;
@@ -265,6 +272,9 @@ impl Analyzer {
             segment = segment.or(Some(at)).map(|s| s.max(at));
         }
         self.attacks.push(end, self.flux.log_spectrum());
+        if let Some(beat) = &mut self.beat {
+            beat.process(end, self.flux.last_flux(), self.flux.log_spectrum(), gate_open, out);
+        }
         // A flux onset confirming the gate's segment is not a new one.
         let segment = segment.filter(|&s| s != self.segment_start);
         if let Some(s) = segment {

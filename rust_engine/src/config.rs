@@ -107,6 +107,22 @@ impl FeaturesConfig {
     }
 }
 
+/// Beat tracking settings (see `beat.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeatConfig {
+    /// 1 runs the beat tracker, 0 leaves it out.
+    pub enabled: u8,
+    /// Slowest tempo considered, in BPM.
+    pub min_bpm: f32,
+    /// Fastest tempo considered, in BPM.
+    pub max_bpm: f32,
+    /// Centre of the tempo prior, in BPM: between a tempo and its double or
+    /// half, the one nearer this wins.
+    pub prior_bpm: f32,
+    /// Beats in a bar, for the beat's position in it.
+    pub beats_per_bar: usize,
+}
+
 /// The whole engine's configuration.
 ///
 /// The fields hold the values in use. `hop` and `onset.window` count samples,
@@ -124,6 +140,7 @@ pub struct EngineConfig {
     pub dynamics: DynamicsConfig,
     pub notes: NoteConfig,
     pub features: FeaturesConfig,
+    pub beat: BeatConfig,
     pub follows_rate: FollowsRate,
 }
 
@@ -191,6 +208,7 @@ impl Default for EngineConfig {
                 attack_ms: 10.0,
                 release_ms: 150.0,
             },
+            beat: BeatConfig { enabled: 1, min_bpm: 60.0, max_bpm: 180.0, prior_bpm: 120.0, beats_per_bar: 4 },
             follows_rate: FollowsRate { hop: true, onset_window: true },
         }
     }
@@ -371,6 +389,20 @@ impl EngineConfig {
         for (v, key) in [(f.attack_ms, "features.attack_ms"), (f.release_ms, "features.release_ms")] {
             check(v.is_finite() && (0.0..=10_000.0).contains(&v), key, "must be 0..10000 ms")?;
         }
+        let b = &self.beat;
+        check(b.enabled <= 1, "beat.enabled", "must be 0 or 1")?;
+        check(b.min_bpm.is_finite() && (20.0..=300.0).contains(&b.min_bpm), "beat.min_bpm", "must be 20..300 BPM")?;
+        check(
+            b.max_bpm.is_finite() && b.max_bpm >= b.min_bpm + 10.0 && b.max_bpm <= 400.0,
+            "beat.max_bpm",
+            "must be at least min_bpm + 10 and at most 400 BPM",
+        )?;
+        check(
+            b.prior_bpm.is_finite() && (b.min_bpm..=b.max_bpm).contains(&b.prior_bpm),
+            "beat.prior_bpm",
+            "must be within min_bpm..max_bpm",
+        )?;
+        check((1..=16).contains(&b.beats_per_bar), "beat.beats_per_bar", "must be 1..16")?;
         Ok(())
     }
 }
@@ -399,7 +431,7 @@ macro_rules! fields {
 
 /// The single table of settings: the TOML file, the Python dict, the
 /// generated defaults and their comments all go through it, in this order.
-const FIELDS: [Field; 32] = fields! {
+const FIELDS: [Field; 37] = fields! {
     "sample_rate", true, sample_rate as u32, "offline only: the live bridge runs at the JACK server's rate";
     "hop", true, hop as usize,
         "analysis hop in samples: one pitch and one dynamics event per hop; 0 follows the sample rate (128 at 44.1/48 kHz, doubling per octave of rate)";
@@ -444,6 +476,12 @@ const FIELDS: [Field; 32] = fields! {
         "time constant of the auto-gain's falling peak (longer: slower to lift a quiet passage)";
     "features.attack_ms", false, features.attack_ms as f32, "rise time of the 0..1 visual values (0: instant)";
     "features.release_ms", false, features.release_ms as f32, "fall time of the 0..1 visual values (0: instant)";
+    "beat.enabled", true, beat.enabled as u8, "1 tracks the beat and tempo (beat and tempo events), 0 does not";
+    "beat.min_bpm", false, beat.min_bpm as f32, "slowest tempo considered (20..300 BPM)";
+    "beat.max_bpm", false, beat.max_bpm as f32, "fastest tempo considered (at least min_bpm + 10, at most 400 BPM)";
+    "beat.prior_bpm", false, beat.prior_bpm as f32,
+        "preferred tempo: of a tempo and its double or half the one nearer this wins (within min..max)";
+    "beat.beats_per_bar", true, beat.beats_per_bar as usize, "beats in a bar, for the beat's place in it (1..16)";
 };
 
 /// The settings that may change while the engine runs (from the UI).

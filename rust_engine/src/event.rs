@@ -53,6 +53,19 @@ pub enum EventData {
         energy: [f32; 12],
         level: [f32; 12],
     },
+    /// A beat: `beat` is its place in the bar (1-based), `next_sample` where
+    /// the next one is predicted, so a live output can leave on it.
+    Beat {
+        beat: u8,
+        bpm: f32,
+        confidence: f32,
+        next_sample: u64,
+    },
+    /// The tracked tempo, sent on downbeats and when it changes.
+    Tempo {
+        bpm: f32,
+        confidence: f32,
+    },
 }
 
 /// Dynamic marking of the smoothed envelope, softest first.
@@ -109,6 +122,8 @@ impl Event {
             EventData::Bands { .. } => "bands",
             EventData::Spectrum { .. } => "spectrum",
             EventData::Chroma { .. } => "chroma",
+            EventData::Beat { .. } => "beat",
+            EventData::Tempo { .. } => "tempo",
         }
     }
 }

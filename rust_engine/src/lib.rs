@@ -10,6 +10,7 @@
 
 pub mod analyzer;
 pub mod attack;
+pub mod beat;
 pub mod config;
 pub mod dynamics;
 pub mod error;

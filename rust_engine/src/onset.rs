@@ -137,6 +137,11 @@ impl SpectralFlux {
         self.delta = delta;
     }
 
+    /// Spectral flux of the frame `process` last analysed: the novelty the beat tracker follows.
+    pub fn last_flux(&self) -> f32 {
+        self.prev_flux
+    }
+
     /// Log-compressed magnitudes of the frame `process` last analysed.
     pub fn log_spectrum(&self) -> &[f32] {
         &self.prev_log

@@ -209,6 +209,13 @@ struct PyEvent {
     chroma: Vec<f32>,
     /// Bands, spectrum and chroma: the visual-ready values in 0..1.
     level: Vec<f32>,
+    /// Beat only: its place in the bar, 1-based.
+    beat: u8,
+    /// Beat and tempo: the tracked tempo.
+    bpm: f32,
+    /// Beat only: where the next beat is predicted, in samples and seconds.
+    next_sample: u64,
+    next_t: f64,
     /// Live only: input number (1-based); 0 offline.
     input: u8,
     /// Live only: JACK frame time at which the event was sent; 0 offline.
@@ -242,6 +249,10 @@ impl PyEvent {
             rolloff_hz: 0.0,
             chroma: Vec::new(),
             level: Vec::new(),
+            beat: 0,
+            bpm: 0.0,
+            next_sample: 0,
+            next_t: 0.0,
             input: 0,
             frame: 0,
             block_frame: 0,
@@ -269,6 +280,11 @@ impl PyEvent {
                 out.chroma = energy.to_vec();
                 out.level = level.to_vec();
             }
+            EventData::Beat { beat, bpm, confidence, next_sample } => {
+                (out.beat, out.bpm, out.confidence, out.next_sample) = (beat, bpm, confidence, next_sample);
+                out.next_t = next_sample as f64 / sample_rate as f64;
+            }
+            EventData::Tempo { bpm, confidence } => (out.bpm, out.confidence) = (bpm, confidence),
         }
         out
     }
@@ -322,6 +338,16 @@ impl PyEvent {
             "chroma" => {
                 d.set_item("energy", round6_all(&self.chroma))?;
                 d.set_item("level", round6_all(&self.level))?;
+            }
+            "beat" => {
+                d.set_item("beat", self.beat)?;
+                d.set_item("bpm", round6(self.bpm))?;
+                d.set_item("confidence", round6(self.confidence))?;
+                d.set_item("next_t", (self.next_t * 1e6).round() / 1e6)?;
+            }
+            "tempo" => {
+                d.set_item("bpm", round6(self.bpm))?;
+                d.set_item("confidence", round6(self.confidence))?;
             }
             _ => d.set_item("note", self.note)?,
         }

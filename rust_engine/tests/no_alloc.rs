@@ -1,5 +1,6 @@
 //! `Analyzer::process` must not touch the heap once constructed: a counting
-//! global allocator proves it over a melody, silence, noise and odd block sizes.
+//! global allocator proves it over a melody, silence, noise, drums (the beat
+//! tracker) and odd block sizes.
 
 mod signals;
 
@@ -41,6 +42,8 @@ fn process_allocates_nothing_after_construction() {
     x.extend(tone(52.0, 0.2, 0.3));
     x.extend(noise(48_000, 0.2, 3));
     x.push(f32::NAN);
+    // Drums long enough for the beat tracker to lock and report beats.
+    x.extend(drums(120.0, 8.0));
     // Every spectral feature on, so their path is counted too.
     let mut cfg = EngineConfig::default();
     for key in ["features.bands_enabled", "features.spectrum_enabled", "features.chroma_enabled"] {
@@ -52,6 +55,7 @@ fn process_allocates_nothing_after_construction() {
     let mut pos = 0;
     let mut notes_seen = 0;
     let mut features_seen = 0;
+    let mut beats_seen = 0;
     for b in [1usize, 64, 128, 1000, 8192, 77].iter().cycle() {
         if pos >= x.len() {
             break;
@@ -61,6 +65,7 @@ fn process_allocates_nothing_after_construction() {
         an.process(&x[pos..end], &mut out).unwrap();
         notes_seen += out.iter().filter(|e| e.kind() == "note_on").count();
         features_seen += out.iter().filter(|e| e.kind() == "chroma").count();
+        beats_seen += out.iter().filter(|e| e.kind() == "beat").count();
         pos = end;
     }
     out.clear();
@@ -69,4 +74,5 @@ fn process_allocates_nothing_after_construction() {
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), before, "the engine allocated while processing");
     assert!(notes_seen >= 8, "{notes_seen} note-ons");
     assert!(features_seen > 1000, "{features_seen} feature events");
+    assert!(beats_seen >= 4, "{beats_seen} beats");
 }

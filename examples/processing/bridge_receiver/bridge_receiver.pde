@@ -26,6 +26,8 @@ int note = -1;        // sounding note, -1 when none
 float[] bands = new float[0];     // 0..1 each, lowest band first
 float[] chroma = new float[12];   // 0..1 each, C first
 float centroid = 0;   // spectral centroid in Hz
+float pulse = 0;      // 1 at a beat (more on the downbeat), fades out
+float bpm = 0;        // tracked tempo
 
 void setup() {
   size(640, 480);
@@ -56,6 +58,11 @@ void oscEvent(OscMessage m) {
     centroid = m.get(0).floatValue();
   } else if (a.endsWith("/chroma") && m.typetag().length() == 12) {
     for (int i = 0; i < 12; i++) chroma[i] = m.get(i).floatValue();
+  } else if (a.endsWith("/beat") && m.checkTypetag("if")) {
+    pulse = m.get(0).intValue() == 1 ? 1 : 0.5;
+    bpm = m.get(1).floatValue();
+  } else if (a.endsWith("/tempo") && m.checkTypetag("ff")) {
+    bpm = m.get(0).floatValue();
   }
 }
 
@@ -81,4 +88,8 @@ void draw() {
     fill(i / 12.0, 0.8, 0.3 + 0.7 * chroma[i]);
     ellipse(width / 2 + (i - 5.5) * 24, 20, 6 + 14 * chroma[i], 6 + 14 * chroma[i]);
   }
+  text(bpm > 0 ? nf(bpm, 0, 1) + " BPM" : "", 10, 60);
+  fill(0, 0, pulse);
+  rect(width - 30, 10, 20, 20);
+  pulse *= 0.9;
 }

@@ -90,6 +90,11 @@ fn check(events: &[Event]) {
                 open = None;
                 true
             }
+            EventData::Beat { beat, bpm, confidence, next_sample } => {
+                assert!((1..=16).contains(&beat) && next_sample > e.sample, "{e:?}");
+                bpm.is_finite() && (0.0..=1.0).contains(&confidence)
+            }
+            EventData::Tempo { bpm, confidence } => bpm.is_finite() && (0.0..=1.0).contains(&confidence),
         };
         assert!(finite, "non-finite value in {e:?}");
     }

@@ -139,3 +139,30 @@ pub fn notes(events: &[Event]) -> Vec<(f32, u8, f32)> {
     assert!(open.is_none(), "note left open");
     done
 }
+
+/// A kick drum (a sine burst falling from 150 to 50 Hz) on every beat at `bpm`
+/// and a noise hi-hat between, for `seconds`: the beat tracker's case.
+pub fn drums(bpm: f32, seconds: f32) -> Vec<f32> {
+    let n = (seconds * SR) as usize;
+    let beat = (60.0 / bpm * SR) as usize;
+    let hat = noise(beat / 8, 0.05, 7);
+    let mut x = vec![0.0f32; n];
+    let mut start = 0;
+    while start < n {
+        let mut phase = 0.0f32;
+        for i in 0..(0.3 * SR) as usize {
+            let t = i as f32 / SR;
+            phase += 2.0 * std::f32::consts::PI * (50.0 + 100.0 * (-t / 0.03).exp()) / SR;
+            if let Some(v) = x.get_mut(start + i) {
+                *v += 0.5 * phase.sin() * (-t / 0.08).exp();
+            }
+        }
+        for (i, h) in hat.iter().enumerate() {
+            if let Some(v) = x.get_mut(start + beat / 2 + i) {
+                *v += h * (1.0 - i as f32 / hat.len() as f32);
+            }
+        }
+        start += beat;
+    }
+    x
+}
