@@ -47,6 +47,7 @@ QUEUE_MAX = 512
 MAX_MESSAGE = 4096
 """Largest message a client may send (a subscribe message is far smaller)."""
 PAGE = "index.html"
+_ANSWERS = frozenset({"subscribed", "error"})
 CLOSE_TOO_SLOW = 1008  # policy violation: it did not keep up
 
 
@@ -95,7 +96,7 @@ class _Client:
         self.kinds: frozenset[str] | None = None  # None: every kind
         self.interval = 1.0 / rate_hz
         self.last_sent: dict[tuple[str, int], float] = {}
-        self.queue: deque[str] = deque()
+        self.queue: deque[tuple[str, str]] = deque()  # (kind, message)
         self.ready = asyncio.Event()
         self.dropped = False
         self.label = "{}:{}".format(*connection.remote_address[:2])
@@ -162,7 +163,7 @@ class WsFeed:
                 if len(client.queue) >= QUEUE_MAX:
                     self._drop(client)
                     continue
-                client.queue.append(message)
+                client.queue.append((kind, message))
                 queued = True
         if queued and not self._wake_pending:
             self._wake_pending = True
@@ -255,7 +256,11 @@ class WsFeed:
                 await client.ready.wait()
                 client.ready.clear()
                 while client.queue and not client.dropped:
-                    await client.connection.send(client.queue.popleft())
+                    kind, message = client.queue.popleft()
+                    # Queued before a subscribe message changed the kinds: left out here, so
+                    # nothing of an old subscription follows the "subscribed" answer.
+                    if kind in _ANSWERS or client.kinds is None or kind in client.kinds:
+                        await client.connection.send(message)
 
     def _subscribe(self, client: _Client, message: str | bytes) -> None:
         """Applies ``{"subscribe": [kinds] | "all", "rate_hz": N}``; answers an error
@@ -300,10 +305,6 @@ def _cut(connection: ServerConnection, closing: asyncio.Future[None]) -> None:
 
 
 def _reply(client: _Client, message: dict[str, Any]) -> None:
-    """Answers a client's message without waiting for it to read the answer."""
-
-    async def send() -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await client.connection.send(json.dumps(message))
-
-    asyncio.ensure_future(send())
+    """Answers a client's message in line with its feed: after what was queued before."""
+    client.queue.append((message["type"], json.dumps(message)))
+    client.ready.set()
