@@ -631,6 +631,9 @@ def run(
                 server = jackd.start(die_with_parent=True)
             except jackd.JackdError as e:
                 raise BridgeError(str(e)) from None
+        if options.ws_listen is not None and not is_loopback(options.ws_listen[0]):
+            print(f"daw-bridge: warning: the WebSocket feed will listen on {options.ws_listen[0]}, "
+                  "where other machines may reach it; it has no authentication", file=sys.stderr)
         runner = LiveRunner(options, config)
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
         if control_port is not None:
@@ -642,9 +645,6 @@ def run(
             print(f"daw-bridge: control port 127.0.0.1:{control.port} ('daw-bridge tui --port {control.port}')", file=sys.stderr)
         if runner.ws_url is not None:
             print(f"daw-bridge: browser page {runner.ws_url}, WebSocket feed {runner.ws_url}ws", file=sys.stderr)
-            if options.ws_listen is not None and not is_loopback(options.ws_listen[0]):
-                print(f"daw-bridge: warning: the WebSocket feed listens on {options.ws_listen[0]}, "
-                      "reachable from other machines, unauthenticated", file=sys.stderr)
         runner.start()
         started = True
         snapshot = runner.snapshot()
