@@ -13,8 +13,8 @@ BIN := $(VENV)/bin
 # libsndfile for soundfile) and for making the venv: all that `make run` installs.
 APT_PACKAGES := jackd2 libjack-jackd2-dev libsndfile1 python3-venv
 # Only for `make test`: headless Ardour 7 for the template test, PipeWire and its libjack for the
-# PipeWire test.
-APT_TEST_PACKAGES := ardour pipewire pipewire-jack
+# PipeWire test, Debian's chromium for the browser page test (tests/test_ws.py).
+APT_TEST_PACKAGES := ardour pipewire pipewire-jack chromium
 # User units that pipewire's postinst enables for every user (deb-systemd-helper --user enable);
 # the PipeWire test starts its own server, so `make test` disables them again if it enabled them.
 PIPEWIRE_USER_UNITS := pipewire.service pipewire.socket
@@ -30,7 +30,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BUILD_INPUTS := pyproject.toml rust_engine/Cargo.toml rust_engine.pyi \
 	$(wildcard rust_engine/Cargo.lock rust_engine/build.rs) \
 	$(shell find rust_engine/src bridge tui -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \
-		-o -name '*.tcss' -o -name 'py.typed' \) 2>/dev/null) \
+		-o -name '*.tcss' -o -name '*.html' -o -name 'py.typed' \) 2>/dev/null) \
 	$(shell find daw_templates -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: run test lint rust-components apt-deps apt-test-deps apt-test-packages install clean

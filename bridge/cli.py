@@ -189,6 +189,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--events", type=Path, metavar="FILE.jsonl", help="log every event as JSON lines (the schema of 'analyze')")
     p.add_argument("--tui", action="store_true", help="show the terminal UI (needs a terminal)")
     p.add_argument("--control-port", type=_control_port, metavar="PORT", help="serve state and controls on 127.0.0.1:PORT for 'daw-bridge tui' (0: any free port, printed at start)")
+    p.add_argument("--ws", metavar="[HOST:]PORT", help="serve a browser page at / and a WebSocket feed of every event at /ws (host 127.0.0.1 unless given; port 0: any free port, printed at start)")
     p.add_argument("--demo", type=Path, metavar="AUDIO", help="start a dummy JACK server if none runs and loop AUDIO into the bridge")
     p.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
     p.set_defaults(handler=_run_live)
@@ -232,6 +233,7 @@ _FLAG_KEYS = [
     ("osc_rate", "osc.rate_hz"),
     ("osc_silence", "osc.silence"),
     ("osc_timetag", "osc.timetag"),
+    ("ws", "ws.listen"),
 ]
 
 

@@ -1,8 +1,8 @@
 """The TOML configuration file: one place that knows every setting, its
 default, its check and its comment.
 
-``[bridge]`` and ``[osc]`` configure the live bridge; ``[engine]`` (with its
-``pitch``, ``onset``, ``dynamics``, ``notes`` and ``features`` sub-tables) is handed to the
+``[bridge]``, ``[osc]`` and ``[ws]`` configure the live bridge; ``[engine]`` (with its
+``pitch``, ``onset``, ``dynamics``, ``notes``, ``features`` and ``beat`` sub-tables) is handed to the
 Rust engine, which validates it itself. Every error names the key.
 """
 
@@ -96,6 +96,19 @@ def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
 
+def _listen(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return "must be a string"
+    if v:
+        from bridge.ws import parse_listen
+
+        try:
+            parse_listen(v)
+        except ValueError as e:
+            return str(e)
+    return None
+
+
 def _choice(*options: str) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if v in options else f"must be one of: {', '.join(options)}"
@@ -121,12 +134,14 @@ SETTINGS = [
     Setting("osc.spectrum", False, "send /bridge/spectrum: centroid (Hz), flatness (0..1), rolloff (Hz)", _bool),
     Setting("osc.chroma", False, "send /bridge/chroma: 12 pitch classes, 0..1", _bool),
     Setting("osc.timetag", "block", 'bundle timetags: "block" stamps each with its JACK period\'s time (already past on arrival); "immediate" for receivers that schedule by timetag (SuperCollider)', _choice("block", "immediate")),
+    Setting("ws.listen", "", 'serve the browser page and the WebSocket feed on "[HOST:]PORT" (host 127.0.0.1 unless given); "" serves nothing', _listen),
+    Setting("ws.rate_hz", 60.0, "most pitch, dynamics and feature messages per second per input and client on the WebSocket (notes and onsets are never dropped)", _float_range(1.0, 1000.0)),
 ]
 _BY_KEY = {s.key: s for s in SETTINGS}
 
 
 def default(key: str) -> Any:
-    """The default of one [bridge] / [osc] setting (`"osc.rate_hz"` -> 100.0)."""
+    """The default of one [bridge] / [osc] / [ws] setting (`"osc.rate_hz"` -> 100.0)."""
     return _BY_KEY[key].default
 
 
@@ -160,18 +175,19 @@ def load(path: Path | None) -> dict[str, Any]:
         except tomllib.TOMLDecodeError as e:
             raise BridgeError(f"config '{path}' is not valid TOML: {e}") from None
     where = f"config '{path}': " if path else ""
-    out: dict[str, Any] = {"bridge": {}, "osc": {}, "engine": {}}
+    out: dict[str, Any] = {}
     for s in SETTINGS:
         section, name = s.key.split(".")
-        out[section][name] = s.default
+        out.setdefault(section, {})[name] = s.default
+    out["engine"] = {}
     for section, table in data.items():
         if section == "engine":
             if not isinstance(table, dict):
                 raise BridgeError(f"{where}'engine' must be a table")
             out["engine"] = table
             continue
-        if section not in ("bridge", "osc") or not isinstance(table, dict):
-            raise BridgeError(f"{where}unknown table '{section}' (expected bridge, osc, engine)")
+        if section not in out or not isinstance(table, dict):
+            raise BridgeError(f"{where}unknown table '{section}' (expected {', '.join(out)})")
         for name, value in table.items():
             set_value(out, f"{section}.{name}", value, where)
     engine_config(out["engine"], where)

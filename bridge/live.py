@@ -42,6 +42,7 @@ from bridge.osc_out import OscSender, parse_target
 from bridge.recorder import EventLog, RecordingError, TakeRecorder, TakeSnapshot, open_directory
 from bridge.rtmidi_out import RtMidiOut
 from bridge.state import InputState, Snapshot
+from bridge.ws import WsFeed, is_loopback, parse_listen
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class LiveOptions:
     record_midi: Path | None = None
     events: Path | None = None
     checkpoint_s: float = default("bridge.checkpoint_s")
+    ws_listen: tuple[str, int] | None = None
+    ws_rate: float = default("ws.rate_hz")
     poll_ms: float = 5.0
 
 
@@ -131,6 +134,13 @@ class LiveRunner:
             if options.midi_port
             else None
         )
+        self._ws: WsFeed | None = None
+        if options.ws_listen is not None:
+            host, port = options.ws_listen
+            try:
+                self._ws = WsFeed(host, port, options.inputs, options.ws_rate)
+            except OSError as e:
+                raise BridgeError(f"--ws: cannot listen on {host}:{port}: {e.strerror or e}") from None
         self._take: TakeRecorder | None = None
         # A take asked for (a recorder) or stopped (None), for the dispatch thread to swap in.
         self._take_request: tuple[TakeRecorder | None] | None = None
@@ -207,6 +217,8 @@ class LiveRunner:
             self._rtmidi.close()
         if self._log is not None:
             self._log.close()
+        if self._ws is not None:
+            self._ws.close()
         with self._lock:
             request, self._take_request = self._take_request, None
         if request is not None and request[0] is not None:
@@ -216,6 +228,11 @@ class LiveRunner:
         self._writer.shutdown(wait=True)  # checkpoints and ended takes still being written
         if take is not None and last is not None:
             take.save(last)  # RecordingError reaches the caller: the take stops at its checkpoint
+
+    @property
+    def ws_url(self) -> str | None:
+        """The browser page's address when the WebSocket feed is on (its port is known once bound)."""
+        return self._ws.url if self._ws is not None else None
 
     @property
     def running(self) -> bool:
@@ -476,6 +493,8 @@ class LiveRunner:
             self._take.add(events)
         if self._log is not None:
             self._log.write(events)
+        if self._ws is not None:
+            self._ws.publish(events)
         if self._rtmidi is not None:
             self._rtmidi.set_enabled(self._midi_enabled)
             self._rtmidi.send(events)
@@ -591,6 +610,8 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         record_midi=Path(b["record_midi"]) if b["record_midi"] else None,
         events=Path(b["events"]) if b["events"] else None,
         checkpoint_s=float(b["checkpoint_s"]),
+        ws_listen=parse_listen(settings["ws"]["listen"]) if settings["ws"]["listen"] else None,
+        ws_rate=float(settings["ws"]["rate_hz"]),
     )
 
 
@@ -640,6 +661,9 @@ def run(
                 server = jackd.start(die_with_parent=True)
             except jackd.JackdError as e:
                 raise BridgeError(str(e)) from None
+        if options.ws_listen is not None and not is_loopback(options.ws_listen[0]):
+            print(f"daw-bridge: warning: the WebSocket feed will listen on {options.ws_listen[0]}, "
+                  "where other machines may reach it; it has no authentication", file=sys.stderr)
         runner = LiveRunner(options, config)
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
         if control_port is not None:
@@ -649,6 +673,8 @@ def run(
             control = ControlServer(runner, port=control_port)
             runner.control_port = control.port
             print(f"daw-bridge: control port 127.0.0.1:{control.port} ('daw-bridge tui --port {control.port}')", file=sys.stderr)
+        if runner.ws_url is not None:
+            print(f"daw-bridge: browser page {runner.ws_url}, WebSocket feed {runner.ws_url}ws", file=sys.stderr)
         runner.start()
         started = True
         snapshot = runner.snapshot()

@@ -2,7 +2,8 @@
 //!
 //! Input layout: byte 0 picks the hop (low 3 bits) and the sample format
 //! (bit 7: 16-bit PCM, which mutations turn into plausible audio; else raw
-//! little-endian f32, which is full of NaN, Inf, denormals and huge values);
+//! little-endian f32, which is full of NaN, Inf, denormals and huge values;
+//! bit 6 turns on every spectral feature, whose levels must stay in 0..1);
 //! byte 1 gives the number of split lengths (1..=16), each a u16 taken modulo
 //! MAX_BLOCK + 1 (so 0 and 8192 both occur); the rest is samples.
 //!
@@ -24,6 +25,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut cfg = EngineConfig::default();
     cfg.hop = HOPS[(data[0] & 7) as usize];
+    if data[0] & 0x40 != 0 {
+        for key in ["features.bands_enabled", "features.spectrum_enabled", "features.chroma_enabled"] {
+            cfg.set(key, 1.0).expect("a valid setting");
+        }
+    }
     let n_splits = (data[1] % 16 + 1) as usize;
     let header = 2 + 2 * n_splits;
     if data.len() < header {
@@ -95,6 +101,17 @@ fn check(events: &[Event]) {
                 bpm.is_finite() && (0.0..=1.0).contains(&confidence)
             }
             EventData::Tempo { bpm, confidence } => bpm.is_finite() && (0.0..=1.0).contains(&confidence),
+            EventData::Bands { count, db, level } => {
+                let n = count as usize;
+                db[..n].iter().all(|v| v.is_finite()) && level[..n].iter().all(|v| (0.0..=1.0).contains(v))
+            }
+            EventData::Spectrum { centroid_hz, flatness, rolloff_hz, level } => {
+                [centroid_hz, flatness, rolloff_hz].iter().all(|v| v.is_finite())
+                    && level.iter().all(|v| (0.0..=1.0).contains(v))
+            }
+            EventData::Chroma { energy, level } => {
+                energy.iter().all(|v| v.is_finite()) && level.iter().all(|v| (0.0..=1.0).contains(v))
+            }
         };
         assert!(finite, "non-finite value in {e:?}");
     }
