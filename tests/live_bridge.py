@@ -75,12 +75,17 @@ def wait_until(
     so a timeout says what the other side was doing.
     """
     start = time.monotonic()
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return time.monotonic() - start
+        except OSError as e:  # e.g. the bridge closed the control connection
+            detail = f"\n{context()}" if context is not None else ""
+            pytest.fail(f"{type(e).__name__}: {e} while waiting for {what}{detail}")
         if time.monotonic() - start > timeout:
             detail = f"\n{context()}" if context is not None else ""
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}{detail}")
         time.sleep(0.01)
-    return time.monotonic() - start
 
 
 # -- the bridge as a subprocess ----------------------------------------------------------------
@@ -213,13 +218,15 @@ def _connected(player: Player, source: str, destination: str) -> bool:
     return True
 
 
-def play_and_capture(players: Players, name: str, bridge: str, audio: np.ndarray) -> list[tuple[str, int]]:
+def play_and_capture(
+    players: Players, name: str, bridge: str, audio: np.ndarray, context: Callable[[], str] | None = None
+) -> list[tuple[str, int]]:
     """Plays `audio` into `bridge`:in_1 and returns the notes that came back."""
     p = players(name, audio)
     # Right after a server hiccup the bridge may still be coming back (a new client):
     # connect once its ports take a connection, then play.
     for source, destination in ((p.out, f"{bridge}:in_1"), (f"{bridge}:midi_out", p.midi_in)):
-        wait_until(lambda s=source, d=destination: _connected(p, s, d), 20, f"{source} -> {destination}")
+        wait_until(lambda s=source, d=destination: _connected(p, s, d), 20, f"{source} -> {destination}", context)
     p.play()
     assert p.wait_finished(30), "the player did not finish"
     time.sleep(0.3)  # the last note-off
