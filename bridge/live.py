@@ -644,8 +644,12 @@ def run(
     interface on the runner in this thread until the user quits, and says
     whether it ended cleanly; the caller chooses it, so nothing here depends
     on a UI."""
-    # The engine computes the features only for an output that sends them.
-    config = engine_config(with_features(engine, options.osc_features if options.osc else ()))
+    # The engine computes the features only for an output that sends them: the OSC
+    # kinds switched on, and all of them for the WebSocket feed (its page draws them).
+    kinds = set(options.osc_features if options.osc else ())
+    if options.ws_listen is not None:
+        kinds |= set(addresses.FEATURE_KINDS)
+    config = engine_config(with_features(engine, sorted(kinds)))
     # SIGHUP (the terminal closed) stops the bridge as SIGTERM and Ctrl-C do: every note closed.
     for signum in STOP_SIGNALS:
         signal.signal(signum, _raise_interrupt)

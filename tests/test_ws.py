@@ -111,7 +111,8 @@ def test_melody_reaches_subscribed_clients_in_order_with_its_input(jack_server, 
     assert len([m for m in got if m["type"] == "onset"]) >= len(MELODY)
     # The client of every kind: the same notes, and the hop-rate kinds no closer than 1/20 s.
     assert [m["note"] for m in all_kinds if m["type"] == "note_on"] == MELODY
-    for kind in ("pitch", "dynamics"):
+    # The feed turns the engine's features on: its page draws bands and chroma.
+    for kind in ("pitch", "dynamics", "bands", "spectrum", "chroma"):
         times = [m["t"] for m in all_kinds if m["type"] == kind and m["input"] == 2]
         assert len(times) > 10, kind
         assert all(b - a >= 1 / 20 - 1e-9 for a, b in itertools.pairwise(times)), (kind, times)
