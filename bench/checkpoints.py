@@ -10,7 +10,7 @@ dispatch thread, save on a writer thread) both halves are timed too.
 Uses only `TakeRecorder.add()` and `checkpoint()`, so the same script measures
 an older bridge/recorder.py (put it first on PYTHONPATH).
 
-Usage: python bench/checkpoints.py [--inputs 64] [--notes 1000 5000] [--repeats 3]
+Usage: python -m bench.checkpoints [--inputs 64] [--notes 1000 5000] [--repeats 3]
 """
 
 from __future__ import annotations
