@@ -349,6 +349,7 @@ class LiveRunner:
                 block_size=self._stats.get("block_size", 0),
                 dsp_load=self._stats.get("dsp_load", 0.0),
                 xruns=self._stats.get("xruns", 0),
+                skipped_periods=self._stats.get("skipped_periods", 0),
                 dropped_events=self._stats.get("dropped_events", 0),
                 latency_ms=latency,
                 connections=list(self._connections),
@@ -709,7 +710,7 @@ def run(
                 runner.stop()
                 _drain_lines(lines)
                 if started:
-                    print(f"daw-bridge: stopped; {runner.snapshot().xruns} xruns", file=sys.stderr)
+                    print(f"daw-bridge: stopped; {_xrun_summary(runner.snapshot())}", file=sys.stderr)
         finally:
             if server is not None and server.owned:
                 server.stop()
@@ -738,6 +739,12 @@ def _note_line(k: int, kind: str, note: int, velocity: int, t: float) -> str:
 
     what = f"on  {note_name(note):<4} vel {velocity:3d}" if kind == "note_on" else f"off {note_name(note):<4}"
     return f"{t:9.3f}  in_{k}  {what}"
+
+
+def _xrun_summary(snap: Snapshot) -> str:
+    """"3 xruns", and the periods the server skipped the bridge for when there were any."""
+    skipped = f", {snap.skipped_periods} periods skipped" if snap.skipped_periods else ""
+    return f"{snap.xruns} xruns{skipped}"
 
 
 def _drain_lines(lines: queue.SimpleQueue[str]) -> None:

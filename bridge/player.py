@@ -65,7 +65,7 @@ class Player:
             raise BridgeError(str(e)) from None
         self._audio = np.zeros(0, np.float32) if audio is None else np.ascontiguousarray(audio, np.float32)
         self._loop = loop
-        self._xruns_at_start = self.xruns()
+        self._trouble_at_play = self._trouble()
 
     @property
     def name(self) -> str:
@@ -105,9 +105,16 @@ class Player:
         """Xruns the server reported while this player was open (anywhere in the graph)."""
         return int(self.engine.stats()["xruns"])
 
-    def xruns_since_play(self) -> int:
-        """Xruns the server reported since the last `play` (or since opening)."""
-        return self.xruns() - self._xruns_at_start
+    def _trouble(self) -> tuple[int, int]:
+        stats = self.engine.stats()
+        return int(stats["xruns"]), int(stats["skipped_periods"])
+
+    def trouble_since_play(self) -> tuple[int, int]:
+        """(xruns the server reported, periods it ran without this player) since
+        the last `play` (or since opening): the ways a busy machine can put a
+        hole in what was played. PipeWire reports only the second."""
+        now = self._trouble()
+        return now[0] - self._trouble_at_play[0], now[1] - self._trouble_at_play[1]
 
     def start(self, connect_to: Sequence[str] = (), midi_from: str | None = None, play: bool = True) -> None:
         """Makes the given connections, then starts playing (so no audio is lost
@@ -125,7 +132,7 @@ class Player:
             self._audio = np.ascontiguousarray(audio, np.float32)
         if loop is not None:
             self._loop = loop
-        self._xruns_at_start = self.xruns()
+        self._trouble_at_play = self._trouble()
         try:
             self.engine.play(self._audio, loop=self._loop)
         except RuntimeError as e:

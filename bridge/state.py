@@ -56,6 +56,8 @@ class Snapshot:
     block_size: int
     dsp_load: float
     xruns: int
+    skipped_periods: int
+    """Periods the server ran without the bridge: audio it never saw (PipeWire reports no xrun)."""
     dropped_events: int
     latency_ms: float | None
     connections: list[tuple[str, str]]

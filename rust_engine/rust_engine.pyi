@@ -230,7 +230,9 @@ class LiveBridge:
     def active_notes(self) -> list[int | None]:
         """The note sounding on the MIDI port, per input."""
     def stats(self) -> dict[str, Any]:
-        """xruns, cycles, dropped_events, midi_lost, max_cycle_us, dsp_load, server_lost."""
+        """xruns (reported by the server), skipped_periods (periods the server ran
+        without the bridge: PipeWire reports these as no xrun), cycles,
+        dropped_events, midi_lost, max_cycle_us, dsp_load, server_lost."""
     def close(self) -> list[Event]:
         """Sends note-offs for sounding notes (server permitting), deactivates
         and closes the client; returns the events not yet polled. It waits
@@ -307,7 +309,7 @@ class Player:
     def ports(self, pattern: str) -> list[str]:
         """Full names of the ports matching the regular expression ``pattern``."""
     def stats(self) -> dict[str, Any]:
-        """cycles, missed_cycles (periods the callback did not run for), short_steps
+        """cycles, skipped_periods (periods the server ran without the player), short_steps
         (frame clock steps shorter than a period: re-synced after an xrun), xruns
         (reported by the server, anywhere in the graph), midi_dropped (ring full),
         midi_skipped (messages over 3 bytes), server_lost."""

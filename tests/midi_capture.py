@@ -6,7 +6,8 @@ must live in a child started through `pw-jack`. The child plays a .npy file
 once with `bridge.player.Player` (a Rust process callback), keeps what arrives
 on its MIDI input, and prints one JSON object: the JACK frame time of the
 audio's first sample, the period size, every MIDI event with its frame time,
-and the xruns the server reported meanwhile.
+and the xruns the server reported meanwhile and the periods it ran without
+the player.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Capture:
     block_size: int
     midi: list[tuple[int, bytes]]
     xruns: int
+    skipped_periods: int
 
     def notes(self) -> list[tuple[str, int]]:
         """("on"|"off", note) of the note messages received."""
@@ -73,7 +75,8 @@ def capture(
     if result.returncode != 0:
         raise RuntimeError(f"midi_capture failed ({result.returncode}): {result.stderr.strip()}")
     data = json.loads(result.stdout)
-    return Capture(data["start_frame"], data["block_size"], [(f, bytes(m)) for f, m in data["midi"]], data["xruns"])
+    midi = [(f, bytes(m)) for f, m in data["midi"]]
+    return Capture(data["start_frame"], data["block_size"], midi, data["xruns"], data["skipped_periods"])
 
 
 def _run(args: argparse.Namespace) -> dict[str, object]:
@@ -91,11 +94,13 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         if not player.wait_finished(len(audio) / player.sample_rate + 10):
             raise RuntimeError("the audio did not finish playing")
         time.sleep(SETTLE_S)
+        xruns, skipped = player.trouble_since_play()
         return {
             "start_frame": player.start_frame,
             "block_size": player.engine.buffer_size,
             "midi": [(frame, list(data)) for frame, data in player.midi],
-            "xruns": player.xruns_since_play(),
+            "xruns": xruns,
+            "skipped_periods": skipped,
         }
     finally:
         player.close()

@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import numpy as np
 import pytest
@@ -101,8 +103,8 @@ class Bridge:
 
 @pytest.fixture
 def pipewire(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PrivatePipeWire]:
-    """A private PipeWire at 48 kHz; quantum 128 frames unless parametrized."""
-    server = PrivatePipeWire(tmp_path, quantum=getattr(request, "param", 128))
+    """A private PipeWire at 48 kHz; quantum 1024 frames (PipeWire's own default) unless parametrized."""
+    server = PrivatePipeWire(tmp_path, quantum=getattr(request, "param", 1024))
     try:
         yield server.start()
     finally:
@@ -132,40 +134,85 @@ def play(
     return capture(server.jack_command(), server.env, audio, tmp_path, name, midi_from, to, wait_connected)
 
 
-@pytest.mark.parametrize("pipewire", [128, 256], indirect=True, ids=["quantum128", "quantum256"])
-def test_melody_in_gives_midi_and_osc(pipewire: PrivatePipeWire, run_bridge: Callable[..., Bridge], tmp_path: Path) -> None:
-    osc = UdpCapture()
+def periods_skipped(text: str) -> int:
+    """The periods the bridge says, as it stops, the server ran without it."""
+    found = re.search(r"(\d+) periods skipped", text)
+    return int(found.group(1)) if found else 0
+
+
+T = TypeVar("T")
+
+
+def once_more_if_skipped(attempt: Callable[[], tuple[T, int]], check: Callable[[T], None]) -> T:
+    """Runs `attempt` and `check`s what it gives back with the periods the
+    server skipped the player or the bridge for. PipeWire runs the graph on
+    without a client that is late (a busy machine, or a vCPU the host did not
+    run) and tells no one but that client's frame clock: the audio of those
+    periods never reached the bridge whole. Only then, a failed check is said
+    and the attempt made once more; a wrong result with nothing skipped fails."""
+    result, skipped = attempt()
     try:
-        bridge = run_bridge("--osc", f"127.0.0.1:{osc.port}")
-        libjacks = bridge.libjacks()
-        audio, starts = melody_audio(MELODY)
-        played = play(pipewire, tmp_path, audio, "pw-player", f"{bridge.name}:midi_out", to=(f"{bridge.name}:in_1",))
-        text = bridge.stop()
-    finally:
-        osc.close()
+        check(result)
+        return result
+    except AssertionError as e:
+        if not skipped:
+            raise
+        warnings.warn(f"PipeWire skipped {skipped} periods and the check failed ({e}); once more", stacklevel=2)
+    result, _ = attempt()
+    check(result)
+    return result
 
-    # It really ran on PipeWire's libjack, at the server's period.
-    assert libjacks and all(PIPEWIRE_LIBJACK in path for path in libjacks), libjacks
-    assert bridge.name == "pwtest"
-    assert played.block_size == pipewire.quantum
 
-    # JACK MIDI: the melody on channel 1, every note-on closed by its note-off.
-    notes = note_messages(played.midi)
-    ons = [n for n in notes if n[0] == "on"]
-    assert [n[3] for n in ons] == MELODY, text
-    assert [(n[0], n[3]) for n in notes] == [(kind, note) for note in MELODY for kind in ("on", "off")]
-    assert all(n[2] == 0 for n in notes)
-    for (_, frame, _, _), start in zip(ons, starts):
-        latency_ms = (frame - (played.start_frame + start)) / SR * 1000
-        assert 0 < latency_ms < 60, latency_ms
+@dataclass
+class MelodyRun:
+    bridge: Bridge
+    libjacks: set[str]
+    played: Capture
+    text: str
+    osc: list[OscMessage]
 
-    # OSC: the same notes, on and off.
-    messages = [m for b in osc.bundles() for m in b if isinstance(m, OscMessage)]
-    osc_notes = [tuple(m.params) for m in messages if m.address == "/bridge/note"]
-    assert [n for n, v in osc_notes if v > 0] == MELODY
-    assert sorted(n for n, v in osc_notes if v == 0) == sorted(MELODY)
-    assert {"/bridge/pitch", "/bridge/onset", "/bridge/dynamics"} <= {m.address for m in messages}
-    assert "on  C4" in text and "off G4" in text
+
+@pytest.mark.parametrize("pipewire", [256, 1024], indirect=True, ids=["quantum256", "quantum1024"])
+def test_melody_in_gives_midi_and_osc(pipewire: PrivatePipeWire, run_bridge: Callable[..., Bridge], tmp_path: Path) -> None:
+    audio, starts = melody_audio(MELODY)
+
+    def attempt() -> tuple[MelodyRun, int]:
+        osc = UdpCapture()
+        try:
+            bridge = run_bridge("--osc", f"127.0.0.1:{osc.port}")
+            libjacks = bridge.libjacks()
+            played = play(pipewire, tmp_path, audio, "pw-player", f"{bridge.name}:midi_out", to=(f"{bridge.name}:in_1",))
+            text = bridge.stop()
+        finally:
+            osc.close()
+        messages = [m for b in osc.bundles() for m in b if isinstance(m, OscMessage)]
+        return MelodyRun(bridge, libjacks, played, text, messages), played.skipped_periods + periods_skipped(text)
+
+    def check(run: MelodyRun) -> None:
+        # It really ran on PipeWire's libjack, at the server's period.
+        assert run.libjacks and all(PIPEWIRE_LIBJACK in path for path in run.libjacks), run.libjacks
+        assert run.bridge.name == "pwtest"
+        assert run.played.block_size == pipewire.quantum
+
+        # JACK MIDI: the melody on channel 1, every note-on closed by its note-off.
+        notes = note_messages(run.played.midi)
+        ons = [n for n in notes if n[0] == "on"]
+        assert [n[3] for n in ons] == MELODY, run.text
+        assert [(n[0], n[3]) for n in notes] == [(kind, note) for note in MELODY for kind in ("on", "off")]
+        assert all(n[2] == 0 for n in notes)
+        # Within a period of the analysis' own latency.
+        for (_, frame, _, _), start in zip(ons, starts):
+            latency_ms = (frame - (run.played.start_frame + start)) / SR * 1000
+            assert 0 < latency_ms < 60 + 1000 * pipewire.quantum / SR, latency_ms
+
+        # OSC: the same notes, on and off.
+        osc_notes = [tuple(m.params) for m in run.osc if m.address == "/bridge/note"]
+        assert [n for n, v in osc_notes if v > 0] == MELODY
+        assert sorted(n for n, v in osc_notes if v == 0) == sorted(MELODY)
+        assert {"/bridge/pitch", "/bridge/onset", "/bridge/dynamics"} <= {m.address for m in run.osc}
+        assert "on  C4" in run.text and "off G4" in run.text
+
+    once_more_if_skipped(attempt, check)
 
 
 def test_a_second_bridge_of_the_same_name_uses_its_own_ports(
@@ -174,13 +221,22 @@ def test_a_second_bridge_of_the_same_name_uses_its_own_ports(
     # PipeWire renames the second client but its libjack keeps telling it the name it asked
     # for, which is the first bridge's: `--connect` would feed the first bridge.
     first = run_bridge()
-    second = run_bridge("--connect", "^pw-source:out$")
     assert first.name == "pwtest"
-    assert re.fullmatch(r"pwtest-\d+", second.name), second.name
     audio, _ = melody_audio([62, 69])
-    played = play(pipewire, tmp_path, audio, "pw-source", f"{second.name}:midi_out", wait_connected=True)
-    # Notes from the second bridge's own port: its own input was fed.
-    assert played.notes() == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
+
+    def attempt() -> tuple[tuple[str, Capture], int]:
+        second = run_bridge("--connect", "^pw-source:out$")
+        played = play(pipewire, tmp_path, audio, "pw-source", f"{second.name}:midi_out", wait_connected=True)
+        text = second.stop()
+        return (second.name, played), played.skipped_periods + periods_skipped(text)
+
+    def check(result: tuple[str, Capture]) -> None:
+        name, played = result
+        assert re.fullmatch(r"pwtest-\d+", name), name
+        # Notes from the second bridge's own port: its own input was fed.
+        assert played.notes() == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
+
+    once_more_if_skipped(attempt, check)
 
 
 def test_pipewire_killed_and_restarted_recovers_without_stuck_notes(

@@ -57,6 +57,7 @@ def snapshot(inputs: int = 1) -> Snapshot:
         block_size=128,
         dsp_load=4.2,
         xruns=0,
+        skipped_periods=0,
         dropped_events=0,
         latency_ms=11.3,
         connections=[(f"ardour:Master/audio_out {k + 1}", f"daw-bridge:in_{k + 1}") for k in range(inputs)],

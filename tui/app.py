@@ -240,6 +240,7 @@ class BridgeApp(App[None]):
             Content.assemble(
                 "xruns ",
                 (str(snap.xruns), "bold $text-error" if snap.xruns else ""),
+                (f" +{snap.skipped_periods} skipped", "bold $text-error") if snap.skipped_periods else "",
                 " · latency ",
                 (latency, "$text-accent"),
             ),

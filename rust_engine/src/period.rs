@@ -25,6 +25,51 @@ pub struct LiveEvent {
     pub event: Event,
 }
 
+/// The server's frame clock seen from one client, period after period.
+///
+/// A late client misses periods: jackd2 reports that as an xrun, but PipeWire's
+/// libjack (0.3.65) runs the graph on without a word, and the client's next
+/// period simply starts further on. That jump is the only trace of the audio it
+/// never saw, so both the bridge and the test player count it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FrameClock {
+    /// Frame time and length of the previous period.
+    last: Option<(u32, u32)>,
+}
+
+/// How a period followed the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockStep {
+    /// Right after it (or the first period).
+    Next,
+    /// After this many periods the client was not run for.
+    Skipped(u32),
+    /// Sooner than a period: the server re-synced its clock.
+    Short,
+}
+
+impl FrameClock {
+    pub fn step(&mut self, now: u32, frames: u32) -> ClockStep {
+        let step = match self.last {
+            Some((prev, prev_frames)) if prev_frames > 0 => {
+                let gap = now.wrapping_sub(prev);
+                // A wrapped (negative) gap is a clock set back: also a re-sync.
+                if gap > prev_frames && gap < u32::MAX / 2 {
+                    // A gap of less than two periods still lost audio: one period.
+                    ClockStep::Skipped((gap - 1) / prev_frames)
+                } else if gap != prev_frames {
+                    ClockStep::Short
+                } else {
+                    ClockStep::Next
+                }
+            }
+            _ => ClockStep::Next,
+        };
+        self.last = Some((now, frames));
+        step
+    }
+}
+
 /// Requests from the control thread to the process callback.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ControlMsg {
@@ -49,6 +94,8 @@ const BEND_CENTRE: u16 = 8192;
 /// side sets for it (`midi_readers`).
 pub struct Shared {
     pub xruns: AtomicU64,
+    /// Periods the server ran without this client (see [`FrameClock`]).
+    pub skipped_periods: AtomicU64,
     pub cycles: AtomicU64,
     /// Events the consumer was too slow to take (ring full).
     pub dropped: AtomicU64,
@@ -71,6 +118,7 @@ impl Shared {
     pub fn new(inputs: usize) -> Self {
         Self {
             xruns: AtomicU64::new(0),
+            skipped_periods: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             midi_lost: AtomicU64::new(0),
@@ -118,6 +166,7 @@ pub struct Period {
     /// Note-offs (channel, note) owed from before a server loss, sent once `midi_out`
     /// has a reader, or with the first new note-on, whichever comes first.
     owed_offs: Vec<(u8, u8)>,
+    clock: FrameClock,
     shared: std::sync::Arc<Shared>,
 }
 
@@ -146,6 +195,7 @@ impl Period {
             midi_enabled: true,
             finished: false,
             owed_offs,
+            clock: FrameClock::default(),
             shared,
         })
     }
@@ -163,6 +213,9 @@ impl Period {
         mut publish: impl FnMut(LiveEvent) -> bool,
     ) -> &[MidiMessage] {
         self.outgoing.clear();
+        if let ClockStep::Skipped(n) = self.clock.step(frame0, frames) {
+            self.shared.skipped_periods.fetch_add(n as u64, Ordering::Relaxed);
+        }
         // Owed note-offs wait for a listener: right after a server restart
         // nothing is connected yet, and JACK MIDI to no one is lost.
         if self.shared.midi_readers.load(Ordering::Acquire) {

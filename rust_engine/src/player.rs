@@ -26,6 +26,7 @@ use jack::{AudioOut, Client, Control, MidiIn, Port, ProcessHandler, ProcessScope
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::live::{graph_name, open_client, register_ports, Notifications, ServerFlags};
+use crate::period::{ClockStep, FrameClock};
 
 /// Play requests that may wait for the callback at once.
 const COMMANDS: usize = 16;
@@ -63,8 +64,8 @@ pub struct PlayerShared {
     /// Id of the last play that reached its end.
     finished: AtomicU32,
     pub cycles: AtomicU64,
-    /// Periods between two runs of the callback that it did not run for.
-    pub missed_cycles: AtomicU64,
+    /// Periods the server ran without the player (see `FrameClock`).
+    pub skipped_periods: AtomicU64,
     /// Steps of the frame clock shorter than a period (the server re-syncing it after an xrun).
     pub short_steps: AtomicU64,
     /// Xruns the server reported (anywhere in the graph).
@@ -104,8 +105,7 @@ struct Processor {
     /// Frames played so far, when not locked.
     played: i64,
     id: u32,
-    /// Frame time and length of the previous period, to count missed ones.
-    last: Option<(u32, u32)>,
+    clock: FrameClock,
     commands: Consumer<Command>,
     used: Producer<Box<[f32]>>,
     captured: Producer<Captured>,
@@ -148,15 +148,11 @@ fn sample(audio: &[f32], looped: bool, pos: i64) -> f32 {
 impl ProcessHandler for Processor {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
         let (now, frames) = (ps.last_frame_time(), ps.n_frames());
-        if let Some((prev, prev_frames)) = self.last {
-            let step = now.wrapping_sub(prev);
-            if prev_frames > 0 && step > prev_frames && step < u32::MAX / 2 {
-                self.shared.missed_cycles.fetch_add((step / prev_frames - 1) as u64, Ordering::Relaxed);
-            } else if step < prev_frames {
-                self.shared.short_steps.fetch_add(1, Ordering::Relaxed);
-            }
+        match self.clock.step(now, frames) {
+            ClockStep::Skipped(n) => _ = self.shared.skipped_periods.fetch_add(n as u64, Ordering::Relaxed),
+            ClockStep::Short => _ = self.shared.short_steps.fetch_add(1, Ordering::Relaxed),
+            ClockStep::Next => {}
         }
-        self.last = Some((now, frames));
         while let Ok(command) = self.commands.pop() {
             self.apply(command, now);
         }
@@ -284,7 +280,7 @@ impl Player {
             locked: false,
             played: 0,
             id: 0,
-            last: None,
+            clock: FrameClock::default(),
             commands: commands_rx,
             used: used_tx,
             captured: captured_tx,

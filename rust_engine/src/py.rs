@@ -616,6 +616,7 @@ impl PyLiveBridge {
         let s = &state.bridge.shared;
         let d = PyDict::new(py);
         d.set_item("xruns", s.xruns.load(Relaxed))?;
+        d.set_item("skipped_periods", s.skipped_periods.load(Relaxed))?;
         d.set_item("cycles", s.cycles.load(Relaxed))?;
         d.set_item("dropped_events", s.dropped.load(Relaxed))?;
         d.set_item("midi_lost", s.midi_lost.load(Relaxed))?;
@@ -816,7 +817,7 @@ impl PyPlayer {
         let s = &self.shared;
         let d = PyDict::new(py);
         d.set_item("cycles", s.cycles.load(Relaxed))?;
-        d.set_item("missed_cycles", s.missed_cycles.load(Relaxed))?;
+        d.set_item("skipped_periods", s.skipped_periods.load(Relaxed))?;
         d.set_item("short_steps", s.short_steps.load(Relaxed))?;
         d.set_item("xruns", s.xruns.load(Relaxed))?;
         d.set_item("midi_dropped", s.midi_dropped.load(Relaxed))?;

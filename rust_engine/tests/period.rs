@@ -214,3 +214,27 @@ fn owed_note_offs_never_follow_a_new_note_on() {
     run.step(&[&[0.0; 128]], &[]);
     assert_eq!(run.notes().len(), 3, "sent twice: {:?}", run.notes());
 }
+
+#[test]
+fn the_frame_clock_counts_the_periods_a_client_was_not_run_for() {
+    use rust_engine::period::{ClockStep, FrameClock};
+    let mut clock = FrameClock::default();
+    let steps: Vec<ClockStep> =
+        [(0, 128), (128, 128), (384, 128), (576, 128), (960, 128), (900, 128)].map(|(t, n)| clock.step(t, n)).into();
+    use ClockStep::*;
+    assert_eq!(steps, [Next, Next, Skipped(1), Skipped(1), Skipped(2), Short]);
+    // The 32-bit frame time wraps: still the next period.
+    let mut clock = FrameClock::default();
+    assert_eq!([clock.step(u32::MAX - 63, 128), clock.step(64, 128)], [Next, Next]);
+}
+
+#[test]
+fn a_period_the_server_skipped_is_counted_for_the_user() {
+    let mut h = Run::new(1, &[]);
+    let block = vec![0.0f32; 256];
+    h.step(&[&block], &[]);
+    h.frame += 3 * 256; // the server ran three periods without the bridge
+    h.step(&[&block], &[]);
+    h.step(&[&block], &[]);
+    assert_eq!(h.shared.skipped_periods.load(Ordering::Relaxed), 3);
+}
