@@ -261,7 +261,7 @@ def run_period(period: int, pitches: list[int], with_aubio: bool, details: bool,
           + ("" if same_cycle else f" (sent {sent[:5]}..., seen {seen[:5]}...)"))
     print(f"attributed xruns: {xruns or 'none'}; driver xruns: {span.driver_xruns()}; "
           f"bridge stats since open: xruns {stats['xruns']}, max_cycle_us {stats['max_cycle_us']:.0f}")
-    print(f"missed cycles: player {played['missed_cycles']}, recorder {recorded['missed_cycles']}; "
+    print(f"skipped periods: player {played['skipped_periods']}, recorder {recorded['skipped_periods']}; "
           f"short cycle steps (frame time re-synced after an xrun): {recorded['short_steps']}")
 
     rows = []
@@ -270,7 +270,7 @@ def run_period(period: int, pitches: list[int], with_aubio: bool, details: bool,
         s = score(label, note_ons(recorder, label), seq, origin, period)
         row = summary(s, seq.midis, floor)
         row.update({"raw_median_ms": round(row["median_ms"] - ms(period), 1) if row["median_ms"] else None,
-                    "load_avg": load_before, "player_missed_cycles": played["missed_cycles"],
+                    "load_avg": load_before, "player_skipped_periods": played["skipped_periods"],
                     "xruns_attributed": xruns.get(clients[label], 0)})
         rows.append(row)
         if details:

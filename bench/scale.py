@@ -80,8 +80,8 @@ def start_player(ports: list[str]) -> rust_engine.Player:
 
 
 def stop_player(player: rust_engine.Player) -> int:
-    """Ends the player; returns the cycles its callback missed."""
-    missed = int(player.stats()["missed_cycles"])
+    """Ends the player; returns the periods the server ran without it."""
+    missed = int(player.stats()["skipped_periods"])
     player.close()
     return missed
 
