@@ -140,6 +140,10 @@ pub struct BeatTracker {
     max_bpm: f32,
     /// The tempo is frozen: the autocorrelation no longer moves it.
     held: bool,
+    /// The metrical level is the user's (halve, double, tap): the tempo does not
+    /// jump an octave back, and confidence counts the period's double too (a
+    /// doubled tempo's every other beat may be silent).
+    chosen: bool,
     /// The last taps' sample positions, oldest first, and how many are in.
     taps: [u64; TAPS],
     tap_count: usize,
@@ -215,6 +219,7 @@ impl BeatTracker {
             min_bpm: b.min_bpm,
             max_bpm: b.max_bpm,
             held: false,
+            chosen: false,
             taps: [0; TAPS],
             tap_count: 0,
         };
@@ -247,6 +252,7 @@ impl BeatTracker {
         self.downbeat = 0;
         self.reported_bpm = 0.0;
         self.held = false;
+        self.chosen = false;
         self.tap_count = 0;
         self.set_prior(self.config_prior_bpm);
         let prior_period = 60.0 * self.frame_rate / self.prior_bpm;
@@ -306,6 +312,7 @@ impl BeatTracker {
     /// Sets the tempo to `bpm` (clamped to the range) as a user's choice.
     fn choose_tempo(&mut self, bpm: f32) {
         let bpm = bpm.clamp(self.min_bpm, self.max_bpm);
+        self.chosen = true;
         self.set_prior(bpm);
         let nearest = self
             .bpms
@@ -438,7 +445,7 @@ impl BeatTracker {
             return;
         }
         if self.held {
-            self.confidence = (self.comb_value(self.period, 1) / energy).clamp(0.0, 1.0);
+            self.confidence = self.period_confidence(self.period, energy);
             return;
         }
         let prev_best = self.states.iter().copied().fold(0.0, f32::max);
@@ -449,7 +456,7 @@ impl BeatTracker {
             let evidence = (comb / (COMB_MULTIPLES as f32 * energy)).max(0.0) * self.prior[s];
             let lo = s.saturating_sub(TRANSITION_STATES);
             let hi = (s + TRANSITION_STATES).min(self.bpms.len() - 1);
-            let mut carried = JUMP_FLOOR * prev_best;
+            let mut carried = if self.chosen { 0.0 } else { JUMP_FLOOR * prev_best };
             for j in lo..=hi {
                 carried = carried.max(self.states[j] * self.transition[j + TRANSITION_STATES - s]);
             }
@@ -485,7 +492,14 @@ impl BeatTracker {
         self.set_period(period);
         // The largest autocorrelation next to the period: a period between two
         // frames puts the beats' products on either lag.
-        self.confidence = (self.comb_value(period, 1) / energy).clamp(0.0, 1.0);
+        self.confidence = self.period_confidence(period, energy);
+    }
+
+    /// The normalised autocorrelation at `period` (and at its double, at a chosen level).
+    fn period_confidence(&self, period: f32, energy: f32) -> f32 {
+        let at = self.comb_value(period, 1);
+        let at = if self.chosen { at.max(self.comb_value(period, 2)) } else { at };
+        (at / energy).clamp(0.0, 1.0)
     }
 
     /// Projects the cumulative score one period ahead without new novelty and
@@ -642,5 +656,92 @@ mod tests {
             tracker.process((h + 1) * 128, 0.0, &spectrum, true, &mut out);
         }
         assert!(out.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    /// Hops of a pulse at `bpm` (flux 1 and a loud low band on the beat, 0.3 on the off-beat)
+    /// from hop `from` to `to`; `at(h)` is called before each hop to steer the tracker.
+    fn pulse(
+        tracker: &mut BeatTracker,
+        bpm: f32,
+        hops: std::ops::Range<usize>,
+        mut at: impl FnMut(usize, &mut BeatTracker),
+    ) -> Vec<Event> {
+        let hop = 128usize;
+        let beat_hops = 60.0 * 48_000.0 / bpm / hop as f32;
+        let (mut quiet, mut loud) = (vec![0.0f32; 513], vec![0.0f32; 513]);
+        loud[..8].fill(5.0);
+        quiet[..8].fill(0.0);
+        let mut out = Vec::new();
+        for h in hops {
+            at(h, tracker);
+            let phase = h as f32 / beat_hops;
+            let (flux, spectrum) = if phase.fract() * beat_hops < 1.0 {
+                (1.0, &loud)
+            } else if ((phase + 0.5).fract() * beat_hops) < 1.0 {
+                (0.3, &quiet)
+            } else {
+                (0.01, &quiet)
+            };
+            tracker.process(((h + 1) * hop) as u64, flux, spectrum, true, &mut out);
+        }
+        out
+    }
+
+    fn bpms(events: &[Event], after: u64) -> Vec<f32> {
+        events
+            .iter()
+            .filter_map(|e| match e.data {
+                EventData::Beat { bpm, .. } if e.sample > after => Some(bpm),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn doubling_and_halving_move_the_tempo_and_it_stays() {
+        let mut t = BeatTracker::new(&EngineConfig::default());
+        let lock = pulse(&mut t, 90.0, 0..3000, |_, _| {});
+        assert!(bpms(&lock, 5 * 48_000).iter().all(|b| (b / 90.0 - 1.0).abs() < 0.04));
+        let doubled = pulse(&mut t, 90.0, 3000..6000, |h, t| {
+            if h == 3000 {
+                t.scale_tempo(2.0);
+            }
+        });
+        let after = bpms(&doubled, 3000 * 128 + 3 * 48_000);
+        assert!(!after.is_empty() && after.iter().all(|b| (b / 180.0 - 1.0).abs() < 0.04), "{after:?}");
+        let halved = pulse(&mut t, 90.0, 6000..9000, |h, t| {
+            if h == 6000 {
+                t.scale_tempo(0.5)
+            }
+        });
+        let after = bpms(&halved, 6000 * 128 + 3 * 48_000);
+        assert!(!after.is_empty() && after.iter().all(|b| (b / 90.0 - 1.0).abs() < 0.04), "{after:?}");
+    }
+
+    #[test]
+    fn taps_set_the_tempo_and_the_next_beat_and_hold_keeps_it() {
+        let mut t = BeatTracker::new(&EngineConfig::default());
+        pulse(&mut t, 120.0, 0..3000, |_, _| {});
+        // Four taps at 60 BPM (the pulse's half time), the last at hop 3000.
+        let taps: Vec<u64> = (0..4).map(|k| 3000 * 128 - (3 - k) * 48_000).collect();
+        for &s in &taps {
+            t.tap(s);
+        }
+        assert!((t.bpm() - 60.0).abs() < 0.5, "{}", t.bpm());
+        t.hold(true);
+        let held = pulse(&mut t, 120.0, 3000..6000, |_, _| {});
+        assert!((t.bpm() - 60.0).abs() < 0.5, "{}", t.bpm());
+        let beats: Vec<u64> =
+            held.iter().filter_map(|e| matches!(e.data, EventData::Beat { .. }).then_some(e.sample)).collect();
+        // The first beat after the taps falls a beat after the last tap, within a frame.
+        let first = *beats.first().expect("beats after the taps");
+        assert!(first.abs_diff(taps[3] + 48_000) <= 640, "{first} vs {}", taps[3] + 48_000);
+        t.hold(false);
+        assert!(!t.held());
     }
 }

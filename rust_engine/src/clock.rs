@@ -204,8 +204,7 @@ mod tests {
     /// samples after it), advancing in blocks of `block`, up to `end`.
     fn run(clock: &mut MidiClock, beats: &[u64], late: u64, block: u64, end: u64) -> Vec<(u64, u8)> {
         let mut out = Vec::new();
-        let mut reports: Vec<(u64, u64, u64)> =
-            beats.windows(2).map(|w| (w[0] + late, w[0], w[1])).collect::<Vec<_>>();
+        let mut reports: Vec<(u64, u64, u64)> = beats.windows(2).map(|w| (w[0] + late, w[0], w[1])).collect::<Vec<_>>();
         reports.reverse();
         let mut pos = 0;
         while pos < end {

@@ -304,13 +304,7 @@ impl Period {
 
     /// Beats of the rolling transport within this period: events for the clock's
     /// input, and the clock's beats.
-    fn transport_beats(
-        &mut self,
-        start: u64,
-        frame0: u32,
-        frames: u32,
-        publish: &mut impl FnMut(LiveEvent) -> bool,
-    ) {
+    fn transport_beats(&mut self, start: u64, frame0: u32, frames: u32, publish: &mut impl FnMut(LiveEvent) -> bool) {
         let Some(bbt) = self.transport.bbt.filter(|b| self.transport.rolling && b.bpm > 0.0) else {
             return;
         };

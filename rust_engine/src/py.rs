@@ -6,10 +6,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 use crate::analyzer::Analyzer;
+use crate::clock::ClockConfig;
 use crate::config::{EngineConfig, LiveParam, SetError, LIVE_PARAMS, MAX_BLOCK};
 use crate::error;
 use crate::event::{Event, EventData};
-use crate::clock::ClockConfig;
 use crate::live::{
     BeatOptions, BeatSource, ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent, MAX_BEND_RANGE, MAX_INPUTS,
 };

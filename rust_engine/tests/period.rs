@@ -9,9 +9,9 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rust_engine::config::LiveParam;
 use rust_engine::clock::{CLOCK, START, STOP};
-use rust_engine::period::{BeatOptions, BeatSource, Bbt, ControlMsg, LiveEvent, Period, Shared, Transport};
+use rust_engine::config::LiveParam;
+use rust_engine::period::{Bbt, BeatOptions, BeatSource, ControlMsg, LiveEvent, Period, Shared, Transport};
 use rust_engine::EngineConfig;
 use signals::*;
 
