@@ -11,9 +11,9 @@ sample, so the figures are what a receiver of the bridge's output sees:
   median and p95 in ms (positive: late), and the share sent before the beat was played.
 - clock on the beat: the first clock of each beat (every 24th after Start) against the
   nearest groove beat, median and p95 of the absolute difference in ms.
-- clock jitter: the ticks from 6 s to the groove's end against the ideal grid for the
-  tracked tempo (a least-squares line through tick frame vs tick number): RMS and max of
-  the residuals in ms.
+- clock jitter: the ticks from 6 s to the groove's end (of the longest run from a Start;
+  "starts" counts the runs) against the ideal grid for the tracked tempo (a least-squares
+  line through tick frame vs tick number): RMS and max of the residuals in ms.
 - clock rate: that line's tick period against the groove's (60 / BPM / 24), in %.
 
 Usage: python -m bench.clock [--seconds 20] [--json OUT]
@@ -92,10 +92,16 @@ def measure(pattern: str, bpm: int, seconds: float) -> dict[str, float]:
     beats = [since(e.frame, origin) for e in events if e.kind == "beat"]
     sent = np.array([d for f in beats if (d := nearest(f)) is not None]) / SR * 1000
     got = [(since(f, origin), b[0]) for f, b in midi if len(b) == 1]
-    start = next(i for i, (_, k) in enumerate(got) if k == START)
-    ticks = np.array([f for f, k in got[start:] if k == CLOCK])
-    firsts = np.array([d for f in ticks[::24] if (d := nearest(f)) is not None]) / SR * 1000
-    window = ticks[(ticks >= LOCK_S * SR) & (ticks < len(g.signal))]
+    # Runs of ticks from each Start: a lost beat stops the clock and the next lock restarts it.
+    runs: list[list[int]] = []
+    for f, k in got:
+        if k == START:
+            runs.append([])
+        elif k == CLOCK and runs:
+            runs[-1].append(f)
+    firsts = np.array([d for run in runs for f in run[::24] if (d := nearest(f)) is not None]) / SR * 1000
+    windows = [np.array([f for f in run if LOCK_S * SR <= f < len(g.signal)]) for run in runs]
+    window = max(windows, key=len)
     n = np.arange(len(window))
     slope, offset = np.polyfit(n, window, 1)
     residual = (window - (slope * n + offset)) / SR * 1000
@@ -109,6 +115,7 @@ def measure(pattern: str, bpm: int, seconds: float) -> dict[str, float]:
         "jitter_rms_ms": float(np.sqrt(np.mean(residual**2))),
         "jitter_max_ms": float(np.max(np.abs(residual))),
         "rate_error_pct": float((period / 24 / slope - 1) * 100),
+        "starts": len(runs),
     }
 
 
@@ -119,13 +126,13 @@ def main() -> int:
     args = ap.parse_args()
     rows = {}
     print(f"{'groove':24} {'beats':>5} {'sent med':>8} {'p95':>6} {'early':>5}  {'tick@beat':>9} {'p95':>6}"
-          f"  {'jitter rms':>10} {'max':>6}  {'rate %':>7}")
+          f"  {'jitter rms':>10} {'max':>6}  {'rate %':>7} {'starts':>6}")
     for pattern, bpm in GROOVES:
         r = measure(pattern, bpm, args.seconds)
         rows[f"{pattern} {bpm}"] = r
         print(f"{pattern + ' ' + str(bpm):24} {r['beats']:5d} {r['sent_median_ms']:8.1f} {r['sent_p95_ms']:6.1f} "
               f"{r['sent_early_share']:5.2f}  {r['clock_on_beat_median_ms']:9.1f} {r['clock_on_beat_p95_ms']:6.1f}  "
-              f"{r['jitter_rms_ms']:10.2f} {r['jitter_max_ms']:6.2f}  {r['rate_error_pct']:7.2f}", flush=True)
+              f"{r['jitter_rms_ms']:10.2f} {r['jitter_max_ms']:6.2f}  {r['rate_error_pct']:7.2f} {r['starts']:6d}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))

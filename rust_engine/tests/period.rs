@@ -304,7 +304,7 @@ fn the_transport_drives_beats_and_clock_when_it_rolls() {
     let mut run = Run::new(1, &[]);
     run.period.set_beat_options(BeatOptions { source: BeatSource::Auto, ..BeatOptions::default() });
     // 120 BPM in 4/4 from bar 1 beat 1: 24000 frames a beat, a tick of 1000.
-    let mut silence_and_roll = |run: &mut Run, periods: usize, rolling: bool| {
+    let silence_and_roll = |run: &mut Run, periods: usize, rolling: bool| {
         let block = vec![0.0f32; 256];
         for _ in 0..periods {
             let at = run.frame as f64 / 24_000.0;
