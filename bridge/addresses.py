@@ -27,6 +27,8 @@ _RENAME_MARGIN = len("-01")
 
 MIDI_OUT_PORT = "midi_out"
 """The JACK MIDI output port: input k plays on MIDI channel k."""
+CLOCK_OUT_PORT = "clock_out"
+"""The JACK MIDI output port of the MIDI beat clock (24 per beat, Start, Stop), nothing else."""
 
 DEFAULT_OSC_PREFIX = "/bridge"
 CONTROL_PORT = 9911
@@ -54,12 +56,13 @@ def input_ports(n_inputs: int) -> list[str]:
 class PortNames(TypedDict):
     input_ports: list[str]
     midi_port: str
+    clock_port: str
 
 
 def port_names(n_inputs: int) -> PortNames:
     """The port names `rust_engine.LiveBridge` registers, as its keyword arguments:
     the engine names no port itself."""
-    return {"input_ports": input_ports(n_inputs), "midi_port": MIDI_OUT_PORT}
+    return {"input_ports": input_ports(n_inputs), "midi_port": MIDI_OUT_PORT, "clock_port": CLOCK_OUT_PORT}
 
 
 def validate_client_name(name: str) -> str:

@@ -187,6 +187,9 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--midi-api", choices=("jack", "alsa"), help="MIDI system for --midi-port (default jack)")
     p.add_argument("--record-midi", type=Path, metavar="FILE.mid", help="record the take as a MIDI file (placed at detected onsets)")
     p.add_argument("--events", type=Path, metavar="FILE.jsonl", help="log every event as JSON lines (the schema of 'analyze')")
+    p.add_argument("--beat-source", choices=("audio", "transport", "auto"), help="beats, tempo and MIDI clock from the audio, the JACK transport (a timebase master's bar and beat, while it rolls), or the transport when it rolls and else the audio (default auto)")
+    p.add_argument("--clock-input", type=int, metavar="N", help="the input whose beats drive the MIDI clock on clock_out (default 1)")
+    p.add_argument("--clock-stop-on-loss", action=argparse.BooleanOptionalAction, default=None, help="send MIDI Stop on clock_out when the beat is lost (default); --no-clock-stop-on-loss keeps the clock running")
     p.add_argument("--tui", action="store_true", help="show the terminal UI (needs a terminal)")
     p.add_argument("--control-port", type=_control_port, metavar="PORT", help="serve state and controls on 127.0.0.1:PORT for 'daw-bridge tui' (0: any free port, printed at start)")
     p.add_argument("--ws", metavar="[HOST:]PORT", help="serve a browser page at / and a WebSocket feed of every event at /ws (host 127.0.0.1 unless given; port 0: any free port, printed at start)")
@@ -228,6 +231,9 @@ _FLAG_KEYS = [
     ("midi_api", "bridge.midi_api"),
     ("record_midi", "bridge.record_midi"),
     ("events", "bridge.events"),
+    ("beat_source", "bridge.beat_source"),
+    ("clock_input", "bridge.clock_input"),
+    ("clock_stop_on_loss", "bridge.clock_stop_on_loss"),
     ("osc", "osc.targets"),
     ("osc_prefix", "osc.prefix"),
     ("osc_rate", "osc.rate_hz"),

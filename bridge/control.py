@@ -24,6 +24,11 @@ Requests and replies::
     {"op": "stop_recording"}
     {"op": "connect", "source": "ardour:out_1", "input": 1, "connected": true}
     {"op": "audio_outputs"}                               -> {"ok": true, "result": ["..."]}
+    {"op": "scale_tempo", "factor": 2}                    (2 doubles, 0.5 halves the tempo; 0.25..4)
+    {"op": "hold_tempo", "held": true}                    (freeze the tempo, or let it follow)
+    {"op": "tap_tempo", "at": 1700000000.25}              (a tapped beat; "at" the tapper's
+                                                           time.time(), within the last 10 s;
+                                                           without it, the moment it arrives)
     anything wrong                                        -> {"ok": false, "error": "..."}
 """
 
@@ -46,7 +51,7 @@ from typing import Any, Self
 
 from bridge import addresses
 from bridge.errors import BridgeError
-from bridge.params import PARAMS
+from bridge.params import PARAMS, TAP_WINDOW_S, TEMPO_FACTORS
 from bridge.state import InputState, Snapshot
 
 DEFAULT_PORT = addresses.CONTROL_PORT
@@ -197,6 +202,9 @@ class ControlServer:
             "stop_recording": self._stop_recording,
             "connect": self._connect,
             "audio_outputs": self._audio_outputs,
+            "scale_tempo": self._scale_tempo,
+            "hold_tempo": self._hold_tempo,
+            "tap_tempo": self._tap_tempo,
         }
         server = self
 
@@ -292,6 +300,29 @@ class ControlServer:
         if not isinstance(key, str) or key not in PARAMS:
             raise BadRequest(f"'key' must be one of: {', '.join(PARAMS)}")
         self.runner.set_param(key, PARAMS[key].check(_number(req, "value")))
+
+    def _scale_tempo(self, req: dict[str, Any]) -> None:
+        _args(req, {"factor"})
+        factor = _number(req, "factor")
+        lo, hi = TEMPO_FACTORS
+        if not lo <= factor <= hi:
+            raise BadRequest(f"'factor' must be {lo:g}..{hi:g}")
+        self.runner.scale_tempo(factor)
+
+    def _hold_tempo(self, req: dict[str, Any]) -> None:
+        _args(req, {"held"})
+        self.runner.hold_tempo(_bool(req, "held"))
+
+    def _tap_tempo(self, req: dict[str, Any]) -> None:
+        _args(req, {"at"})
+        if "at" not in req:
+            self.runner.tap_tempo(None)
+            return
+        at = _number(req, "at")
+        now = time.time()
+        if not now - TAP_WINDOW_S <= at <= now + 1.0:
+            raise BadRequest(f"'at' must be a time.time() within the last {TAP_WINDOW_S:g} s")
+        self.runner.tap_tempo(at)
 
     def _set_midi_enabled(self, req: dict[str, Any]) -> None:
         _args(req, {"enabled"})

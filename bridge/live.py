@@ -79,6 +79,9 @@ class LiveOptions:
     checkpoint_s: float = default("bridge.checkpoint_s")
     ws_listen: tuple[str, int] | None = None
     ws_rate: float = default("ws.rate_hz")
+    beat_source: str = default("bridge.beat_source")
+    clock_input: int = default("bridge.clock_input")
+    clock_stop_on_loss: bool = default("bridge.clock_stop_on_loss")
     poll_ms: float = 5.0
 
 
@@ -112,6 +115,8 @@ class LiveRunner:
         self._connections: list[tuple[str, str]] = []
         self._midi_enabled = True
         self._osc_enabled = True
+        self._tempo_held = False
+        self._sent_held: bool | None = None
         self._params = params.values(config)
         self.control_port: int | None = None
         # What the open client was last sent: the dispatch thread sends what differs.
@@ -179,10 +184,13 @@ class LiveRunner:
                 **addresses.port_names(self.options.inputs),
                 bend_range=self.options.bend_range,
                 owed_note_offs=list(owed),
+                beat_source=self.options.beat_source,
+                clock_input=self.options.clock_input,
+                clock_stop_on_loss=self.options.clock_stop_on_loss,
             )
         except (RuntimeError, ValueError) as e:
             raise BridgeError(str(e)) from None
-        self._sent_params, self._sent_midi = {}, None
+        self._sent_params, self._sent_midi, self._sent_held = {}, None, None
         self._send_settings(bridge)
         self._opened_at = time.time()
         self._clock_anchor = None  # a new client: a new frame clock
@@ -270,6 +278,39 @@ class LiveRunner:
     def set_osc_enabled(self, enabled: bool) -> None:
         self._osc_enabled = enabled
 
+    def hold_tempo(self, held: bool) -> None:
+        """Freezes the tracked tempo (beats keep their phase), or lets it follow the audio."""
+        self._tempo_held = held  # the dispatch thread passes it on
+
+    def scale_tempo(self, factor: float) -> None:
+        """Multiplies the tracked tempo: 2 doubles it, 0.5 halves it (within beat.min_bpm..max_bpm)."""
+        lo, hi = params.TEMPO_FACTORS
+        if not (math.isfinite(factor) and lo <= factor <= hi):
+            raise BridgeError(f"tempo factor must be {lo:g}..{hi:g}, got {factor}")
+
+        def scale() -> None:
+            if self._bridge is not None:
+                self._bridge.scale_tempo(factor)
+
+        self.control(scale)
+
+    def tap_tempo(self, at: float | None = None) -> None:
+        """A tapped beat at wall time `at` (`time.time()` when the user tapped; now
+        if None). The dispatch thread turns it into the JACK frame of that moment,
+        so the delay before it gets there does not move the tap."""
+        now = time.time()
+        at = now if at is None else at
+        if not (math.isfinite(at) and now - params.TAP_WINDOW_S <= at <= now + 1.0):
+            raise BridgeError(f"a tap's time must lie within the last {params.TAP_WINDOW_S:g} s")
+
+        def tap() -> None:
+            bridge = self._bridge
+            if bridge is not None:
+                ago = round((time.time() - at) * bridge.sample_rate)
+                bridge.tap((bridge.frame_time() - ago) & 0xFFFFFFFF)
+
+        self.control(tap)
+
     def start_recording(self, path: Path, dir_fd: int | None = None) -> None:
         """Starts a new MIDI take (a take in progress is ended first): `path.name` in
         the open directory `dir_fd`, else in `path`'s directory.
@@ -356,6 +397,9 @@ class LiveRunner:
                 osc=self._osc.stats() if self._osc else {},
                 osc_enabled=self._osc_enabled,
                 midi_enabled=self._midi_enabled,
+                tempo_held=self._tempo_held,
+                beat_source=self.options.beat_source,
+                clock_input=self.options.clock_input,
                 recording=str(take.path) if (take := self._take) is not None else None,
                 params=dict(self._params),
                 status=self._status,
@@ -412,8 +456,11 @@ class LiveRunner:
         a stopped server) is no error: what is not sent now is sent next time."""
         with self._lock:
             wanted = dict(self._params)
-        midi = self._midi_enabled
+        midi, held = self._midi_enabled, self._tempo_held
         try:
+            if self._sent_held != held:
+                bridge.hold_tempo(held)
+                self._sent_held = held
             for key, value in wanted.items():
                 if self._sent_params.get(key) != value:
                     bridge.set_param(key, value)
@@ -533,6 +580,10 @@ class LiveRunner:
                     self._latencies.append(sent - e.t)
                 elif e.kind == "note_off" and s.note == e.note:
                     s.note = None
+                elif e.kind == "beat":
+                    s.beat, s.bpm, s.beat_confidence, s.last_beat = e.beat, e.bpm, e.confidence, e.t
+                elif e.kind == "tempo":
+                    s.bpm, s.beat_confidence = e.bpm, e.confidence
         if self.on_notes is not None:
             for e in events:
                 if e.kind in ("note_on", "note_off"):
@@ -613,7 +664,17 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         checkpoint_s=float(b["checkpoint_s"]),
         ws_listen=parse_listen(settings["ws"]["listen"]) if settings["ws"]["listen"] else None,
         ws_rate=float(settings["ws"]["rate_hz"]),
+        beat_source=b["beat_source"],
+        clock_input=_clock_input(b["clock_input"], b["inputs"]),
+        clock_stop_on_loss=b["clock_stop_on_loss"],
     )
+
+
+def _clock_input(clock_input: int, inputs: int) -> int:
+    """The clock's input, which must be one of the bridge's."""
+    if clock_input > inputs:
+        raise BridgeError(f"bridge.clock_input (--clock-input) is {clock_input} but the bridge has {inputs} input(s)")
+    return clock_input
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)

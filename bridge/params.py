@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 import rust_engine
 
+TEMPO_FACTORS = (0.25, 4.0)
+"""The range of a beat control's tempo factor (0.5 halves the tracked tempo, 2 doubles it)."""
+TAP_WINDOW_S = 10.0
+"""How far in the past a tapped beat's time may lie (a UI reads its clock before its request arrives)."""
+
 
 @dataclass(frozen=True)
 class Param:

@@ -30,6 +30,13 @@ class InputState:
     last_onset: float = -1.0
     history: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=4000))
     notes: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=16))
+    bpm: float = 0.0
+    """The tempo of the last beat or tempo event; 0 before the first."""
+    beat: int = 0
+    """The last beat's place in the bar (1 = downbeat); 0 before the first."""
+    beat_confidence: float = 0.0
+    last_beat: float = -1.0
+    """Stream time of the last beat, for the beat lamp."""
 
     def onset_rate(self, now: float) -> float:
         """Onsets per second over the last 5 s of stream time."""
@@ -70,3 +77,8 @@ class Snapshot:
     connected: bool
     control_port: int | None = None
     """The loopback port `daw-bridge tui` attaches to, when serving one."""
+    tempo_held: bool = False
+    """The tracked tempo is frozen (beat controls)."""
+    beat_source: str = "auto"
+    clock_input: int = 1
+    """The input whose beats drive the MIDI clock."""

@@ -180,7 +180,12 @@ class LiveBridge:
     ``input_ports`` and the MIDI port ``midi_port`` (``bridge.addresses`` names
     them) and activates it. The callback writes note-on / note-off (and
     pitch bend when ``bend_range`` > 0) at the frame where each became known,
-    input k (1 to 64) on MIDI channel (k - 1) % 16. It never blocks or allocates: events leave
+    input k (1 to 64) on MIDI channel (k - 1) % 16. On ``clock_port`` it writes
+    MIDI clock (24 per beat, Start on the first beat, Stop when the beat is lost
+    if ``clock_stop_on_loss``) following input ``clock_input``'s beats; with
+    ``beat_source`` "transport" (or "auto" while the JACK transport rolls with
+    bar and beat from a timebase master) the beats, tempo and clock follow the
+    transport instead. It never blocks or allocates: events leave
     through a lock-free ring that ``poll`` drains, controls enter through
     another. Connections are the caller's job.
 
@@ -200,9 +205,13 @@ class LiveBridge:
         *,
         input_ports: list[str],
         midi_port: str,
+        clock_port: str,
         bend_range: float = 0.0,
         owed_note_offs: list[tuple[int, int]] = ...,
         queue_capacity: int = 65536,
+        beat_source: str = "auto",
+        clock_input: int = 1,
+        clock_stop_on_loss: bool = True,
     ) -> Self: ...
     @property
     def name(self) -> str:
@@ -227,6 +236,16 @@ class LiveBridge:
         """Mutes or unmutes MIDI output; muting sends note-offs for sounding notes."""
     def all_notes_off(self) -> None:
         """Asks the callback to close every open note in its next cycle."""
+    def scale_tempo(self, factor: float) -> None:
+        """Multiplies every input's tracked tempo by ``factor`` (2 doubles, 0.5
+        halves it, within ``beat.min_bpm``..``beat.max_bpm``); the tracker stays at
+        that metrical level. ``ValueError`` unless ``factor`` > 0."""
+    def hold_tempo(self, held: bool) -> None:
+        """Freezes every input's tracked tempo (the beats keep their phase), or lets it follow again."""
+    def tap(self, frame: int) -> None:
+        """A tapped beat at JACK frame time ``frame`` (usually just past): from the
+        second tap within 1.5 slowest beats, the tempo is the taps' mean interval
+        (up to 4 taps) and the next beat falls a beat after the last tap."""
     def active_notes(self) -> list[int | None]:
         """The note sounding on the MIDI port, per input."""
     def stats(self) -> dict[str, Any]:

@@ -545,6 +545,14 @@ BAD_REQUESTS = [
     b'{"op": "connect", "source": "", "input": 1, "connected": true}',
     b'{"op": "connect", "source": "x:y", "input": 1, "connected": "yes"}',
     b'\xff\xfe{"op": "snapshot"}',
+    b'{"op": "scale_tempo", "factor": 10}',
+    b'{"op": "scale_tempo", "factor": 0}',
+    b'{"op": "scale_tempo", "factor": "2"}',
+    b'{"op": "scale_tempo"}',
+    b'{"op": "hold_tempo", "held": "yes"}',
+    b'{"op": "tap_tempo", "at": 1000.0}',
+    b'{"op": "tap_tempo", "at": 1e300}',
+    b'{"op": "tap_tempo", "when": 1}',
 ]
 
 
@@ -571,6 +579,7 @@ def test_control_server_rejects_and_counts_malformed_requests(runner: LiveRunner
     after = runner.snapshot()
     assert after.params == before.params
     assert after.midi_enabled and after.osc_enabled and after.recording is None
+    assert not after.tempo_held
 
 
 def test_control_server_binds_to_loopback_only(runner: LiveRunner) -> None:
@@ -720,3 +729,49 @@ def test_two_inputs_both_on_screen_at_80x24(jack_server: Any, monkeypatch: pytes
         run(go())
     finally:
         live.stop()
+
+
+# -- beat controls ------------------------------------------------------------------------
+
+
+def beat_line(app: BridgeApp) -> str:
+    return next(line for line in text(app.outputs).splitlines() if line.startswith("BEAT"))
+
+
+def test_beat_keys_halve_double_and_hold_and_taps_set_the_tempo(runner: LiveRunner, player: Player) -> None:
+    """A 90 BPM groove looped into the bridge: the BEAT line shows its tempo; ']' doubles it,
+    '[' halves it back, 'h' holds it (and says so); four taps a second apart over the
+    control port set 60 BPM, the groove's half time, which the tracker keeps."""
+    from bridge.signals import groove
+
+    player.play(groove("four_on_the_floor", 90, seconds=8.0).signal, loop=True)
+
+    def tempo() -> float:
+        return runner.snapshot().inputs[0].bpm
+
+    def near(bpm: float) -> Callable[[], bool]:
+        return lambda: abs(tempo() / bpm - 1) < 0.04
+
+    async def scenario() -> None:
+        app = BridgeApp(runner)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, near(90), "the groove's 90 BPM", timeout=20)
+            await until(pilot, lambda: "BPM" in beat_line(app), "the BEAT line")
+            assert "90" in beat_line(app) or "89" in beat_line(app) or "91" in beat_line(app), beat_line(app)
+            await pilot.press("right_square_bracket")
+            await until(pilot, near(180), "the doubled tempo", timeout=10)
+            await pilot.press("left_square_bracket")
+            await until(pilot, near(90), "the halved tempo", timeout=10)
+            await pilot.press("h")
+            await until(pilot, lambda: runner.snapshot().tempo_held and "held" in beat_line(app), "hold")
+            await pilot.press("h")
+            await until(pilot, lambda: not runner.snapshot().tempo_held, "hold released")
+
+    run(scenario())
+    with ControlServer(runner, port=0) as server:
+        remote = RemoteSource(port=server.port)
+        now = time.time()
+        for k in range(4):
+            remote.tap_tempo(now - 3.0 + k)
+        remote.close()
+    wait_until(near(60), "the tapped 60 BPM", timeout=10)

@@ -44,6 +44,10 @@ def playing_input(transpose: int = 0) -> InputState:
         last_onset=9.0,
         history=history,
         notes=deque([(t + 0.0, SCALE[t] + transpose, 80 + t) for t in range(10)], maxlen=16),
+        bpm=120.0,
+        beat=3,
+        beat_confidence=0.62,
+        last_beat=9.55,
     )
 
 

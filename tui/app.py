@@ -33,6 +33,8 @@ from tui.settings import save_params
 from tui.widgets import Meter, OnsetLamp, PianoRoll, Tuner
 
 MAX_FPS = 30.0
+BEAT_FLASH_S = 0.1
+"""How long the beat lamp stays lit after a beat (stream time)."""
 FULL_PANEL_ROWS = 9
 """An input panel's height with every line (InputPanel's min-height in app.tcss)."""
 
@@ -48,6 +50,9 @@ class Source(Protocol):
     def stop_recording(self) -> None: ...
     def connect(self, source: str, input_number: int, connected: bool = True) -> None: ...
     def audio_outputs(self) -> list[str]: ...
+    def scale_tempo(self, factor: float) -> None: ...
+    def hold_tempo(self, held: bool) -> None: ...
+    def tap_tempo(self, at: float | None = None) -> None: ...
 
 
 class Rate:
@@ -115,6 +120,10 @@ class BridgeApp(App[None]):
         Binding("m", "toggle_midi", "MIDI"),
         Binding("s", "toggle_osc", "OSC"),
         Binding("r", "record", "rec"),
+        Binding("b", "tap", "tap", show=False),
+        Binding("left_square_bracket", "scale_tempo(0.5)", "tempo ÷2", show=False),
+        Binding("right_square_bracket", "scale_tempo(2.0)", "tempo ×2", show=False),
+        Binding("h", "hold", "hold", show=False),
         Binding("p", "ports", "ports"),
         Binding("w", "save", "save"),
         Binding("t", "toggle_theme", "theme", show=False),
@@ -218,6 +227,7 @@ class BridgeApp(App[None]):
         notes = sorted((t, k, note) for k, s in enumerate(snap.inputs) for t, note, _ in s.notes)
         names = " ".join(note_name(n) if len(snap.inputs) == 1 else f"{k + 1}:{note_name(n)}" for _, k, n in notes[-8:])
         lines = [Content.assemble(("MIDI ", "bold"), on_off(snap.midi_enabled), " ", (names or "—", "$text-accent"))]
+        lines.append(self._beat(snap))
         lines.append(Content.assemble(("OSC  ", "bold"), on_off(snap.osc_enabled), (" no targets" if not snap.osc else "")))
         now = time.monotonic()
         for target, raw in snap.osc.items():
@@ -230,6 +240,19 @@ class BridgeApp(App[None]):
         else:
             lines.append(Content.assemble(("REC  ", "bold"), ("off", "$text-muted")))
         return Content("\n").join(lines)
+
+    def _beat(self, snap: Snapshot) -> Content:
+        """The clock input's beat: lamp, place in the bar, tempo, confidence, and whether it is held."""
+        s = snap.inputs[min(snap.clock_input, len(snap.inputs)) - 1]
+        held = (" held", "bold $text-warning") if snap.tempo_held else ""
+        if s.bpm <= 0:
+            return Content.assemble(("BEAT ", "bold"), ("○ —", "$text-muted"), held)
+        lit = 0.0 <= snap.stream_time - s.last_beat < BEAT_FLASH_S
+        lamp = ("●", "bold $warning") if lit else ("○", "$text-muted")
+        return Content.assemble(
+            ("BEAT ", "bold"), lamp, f" {s.beat or '-'} ", (f"{s.bpm:5.1f} BPM", "$text-accent"),
+            f" conf {s.beat_confidence:.2f}", held,
+        )
 
     def _jack(self, snap: Snapshot) -> Content:
         latency = f"{snap.latency_ms:.1f} ms" if snap.latency_ms is not None else "—"
@@ -334,6 +357,19 @@ class BridgeApp(App[None]):
         if self._control("recording", self.source.start_recording, path):
             self.notify(f"recording to {path}", markup=False)
             snap.recording = str(path)
+
+    def action_tap(self) -> None:
+        # The moment of the key press, not of the request's arrival, is the beat.
+        self._control("tap", self.source.tap_tempo, time.time())
+
+    def action_scale_tempo(self, factor: float) -> None:
+        self._control("tempo", self.source.scale_tempo, factor)
+
+    def action_hold(self) -> None:
+        snap = self._snapshot_or_warn()
+        if snap is not None and self._control("hold", self.source.hold_tempo, not snap.tempo_held):
+            snap.tempo_held = not snap.tempo_held
+            self.outputs.update(self._outputs(snap))
 
     def action_ports(self) -> None:
         snap = self._snapshot_or_warn()

@@ -109,5 +109,14 @@ class RemoteSource:
     def connect(self, source: str, input_number: int, connected: bool = True) -> None:
         self._call("connect", source=source, input=input_number, connected=connected)
 
+    def scale_tempo(self, factor: float) -> None:
+        self._call("scale_tempo", factor=factor)
+
+    def hold_tempo(self, held: bool) -> None:
+        self._call("hold_tempo", held=held)
+
+    def tap_tempo(self, at: float | None = None) -> None:
+        self._call("tap_tempo", **({} if at is None else {"at": at}))
+
     def audio_outputs(self) -> list[str]:
         return list(self._call("audio_outputs"))

@@ -23,7 +23,8 @@ HELP = """\
 [b $text-accent]Per input[/]  note, cents needle, Hz, confidence; the MIDI note sounding;
            rms / peak meter (dBFS, peak hold │), dynamic marking;
            onset lamp and rate; the pitch of the last 10 s
-[b $text-accent]Outputs[/]    last MIDI notes, OSC targets (messages/s), recording
+[b $text-accent]Outputs[/]    last MIDI notes; the beat of the clock's input: lamp, place in the
+           bar, tempo, confidence (held: frozen); OSC targets (messages/s), recording
 [b $text-accent]JACK[/]       server, rate, period, DSP load, xruns, latency, connections
 
 [b]o[/] / [b]O[/]  onset threshold δ down / up (down = more sensitive)
@@ -32,6 +33,8 @@ HELP = """\
 [b]m[/]      MIDI output on / off (off sends note-offs)
 [b]s[/]      OSC output on / off
 [b]r[/]      start / stop recording a take (take-YYYYmmdd-HHMMSS.mid here)
+[b]b[/]      tap the beat (two taps or more set the tempo and the next beat)
+[b][[/] / [b]][/]  halve / double the tempo     [b]h[/]  hold the tempo / follow again
 [b]p[/]      pick the JACK ports that feed each input
 [b]w[/]      write δ, gate and confidence to the config file
 [b]t[/]      light / dark theme     [b]?[/]  this help     [b]q[/]  quit

@@ -114,6 +114,12 @@ impl Analyzer {
         (block_len / self.cfg.hop + 1) * MAX_EVENTS_PER_HOP
     }
 
+    /// The beat tracker, when `beat.enabled` is 1: the live bridge's beat
+    /// controls (hold, halve, double, tap) reach it here.
+    pub fn beat_tracker(&mut self) -> Option<&mut BeatTracker> {
+        self.beat.as_mut()
+    }
+
     /// The sounding note, if any.
     pub fn active_note(&self) -> Option<u8> {
         self.notes.active_note()

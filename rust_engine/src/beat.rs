@@ -73,6 +73,13 @@ const LOW_WEIGHT: f32 = 1.0;
 const ACCENT_DECAY: f32 = 0.9;
 /// The downbeat moves only when another position's accent exceeds its own by this factor.
 const DOWNBEAT_MARGIN: f32 = 1.5;
+/// Taps averaged into a tapped tempo; a gap longer than the slowest beat by
+/// `TAP_GAP` starts a new count.
+const TAPS: usize = 4;
+const TAP_GAP: f32 = 1.5;
+/// Share of the tempo states' probability left off the state a user chose
+/// (halve, double, tap), so the evidence can still move it later.
+const CHOSEN_FLOOR: f32 = 0.01;
 
 /// One beat tracker; `process` once per hop, allocating nothing.
 pub struct BeatTracker {
@@ -126,6 +133,20 @@ pub struct BeatTracker {
     reported_bpm: f32,
     /// Samples from a frame's end back to the audio its novelty peak describes.
     compensation: u64,
+    /// Centre of the tempo prior: `beat.prior_bpm`, moved by halve, double and tap.
+    prior_bpm: f32,
+    config_prior_bpm: f32,
+    min_bpm: f32,
+    max_bpm: f32,
+    /// The tempo is frozen: the autocorrelation no longer moves it.
+    held: bool,
+    /// The metrical level is the user's (halve, double, tap): the tempo does not
+    /// jump an octave back, and confidence counts the period's double too (a
+    /// doubled tempo's every other beat may be silent).
+    chosen: bool,
+    /// The last taps' sample positions, oldest first, and how many are in.
+    taps: [u64; TAPS],
+    tap_count: usize,
 }
 
 impl BeatTracker {
@@ -141,13 +162,7 @@ impl BeatTracker {
         let lo = b.min_bpm.ceil() as usize;
         let hi = b.max_bpm.floor() as usize;
         let bpms: Vec<f32> = (lo..=hi).map(|v| v as f32).collect();
-        let prior = bpms
-            .iter()
-            .map(|&bpm| {
-                let octaves = (bpm / b.prior_bpm).log2() / PRIOR_OCTAVES;
-                (-0.5 * octaves * octaves).exp()
-            })
-            .collect();
+        let prior = vec![0.0; bpms.len()];
         let n = bpms.len();
         let bins = cfg.onset.window / 2 + 1;
         let low_bins = ((ACCENT_HZ * cfg.onset.window as f32 / cfg.sample_rate as f32).ceil() as usize).clamp(1, bins);
@@ -199,6 +214,14 @@ impl BeatTracker {
             // at 48 kHz: with half the window plus a frame, beats came 15 ms
             // early at every tempo; with a quarter, within 2 ms).
             compensation: (cfg.onset.window / 4) as u64,
+            prior_bpm: b.prior_bpm,
+            config_prior_bpm: b.prior_bpm,
+            min_bpm: b.min_bpm,
+            max_bpm: b.max_bpm,
+            held: false,
+            chosen: false,
+            taps: [0; TAPS],
+            tap_count: 0,
         };
         tracker.reset();
         tracker
@@ -228,8 +251,87 @@ impl BeatTracker {
         self.accent_bar.fill(0.0);
         self.downbeat = 0;
         self.reported_bpm = 0.0;
-        let prior_period = self.period;
+        self.held = false;
+        self.chosen = false;
+        self.tap_count = 0;
+        self.set_prior(self.config_prior_bpm);
+        let prior_period = 60.0 * self.frame_rate / self.prior_bpm;
         self.set_period(prior_period);
+    }
+
+    /// Whether the tempo is held.
+    pub fn held(&self) -> bool {
+        self.held
+    }
+
+    /// Freezes the tempo (the beats keep their phase) or lets it follow the audio again.
+    pub fn hold(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// Scales the tracked tempo by `factor` (2 doubles it, 0.5 halves it), within
+    /// `beat.min_bpm`..`beat.max_bpm`: the tempo prior moves with it, so the
+    /// tracker stays at the chosen metrical level.
+    pub fn scale_tempo(&mut self, factor: f32) {
+        if factor.is_finite() && factor > 0.0 {
+            self.choose_tempo(self.bpm() * factor);
+        }
+    }
+
+    /// A tap of the user's at sample `sample`: from the second tap on, the
+    /// tempo is the taps' mean interval and the next beat falls a beat after
+    /// the last tap.
+    pub fn tap(&mut self, sample: u64) {
+        let slowest = (TAP_GAP * 60.0 / self.min_bpm * (self.decim * self.hop) as f32 * self.frame_rate) as u64;
+        let last = self.taps[self.tap_count.saturating_sub(1)];
+        if self.tap_count > 0 && (sample <= last || sample - last > slowest) {
+            self.tap_count = 0;
+        }
+        if self.tap_count == TAPS {
+            self.taps.copy_within(1.., 0);
+            self.tap_count -= 1;
+        }
+        self.taps[self.tap_count] = sample;
+        self.tap_count += 1;
+        if self.tap_count < 2 {
+            return;
+        }
+        let span = (self.taps[self.tap_count - 1] - self.taps[0]) as f32 / (self.tap_count - 1) as f32;
+        let samples_per_frame = (self.decim * self.hop) as f32;
+        self.choose_tempo(60.0 * self.frame_rate * samples_per_frame / span);
+        // The beat after the last tap, as a frame whose end less the compensation is it.
+        let beat = sample + (self.period * samples_per_frame) as u64 + self.compensation;
+        let mut frame = (beat as f32 / samples_per_frame) as usize;
+        while frame <= self.frame {
+            frame += self.period.round().max(1.0) as usize;
+        }
+        self.next_beat = Some(frame.saturating_sub(1));
+        self.predict_at = frame + (self.period / 2.0).round() as usize;
+    }
+
+    /// Sets the tempo to `bpm` (clamped to the range) as a user's choice.
+    fn choose_tempo(&mut self, bpm: f32) {
+        let bpm = bpm.clamp(self.min_bpm, self.max_bpm);
+        self.chosen = true;
+        self.set_prior(bpm);
+        let nearest = self
+            .bpms
+            .iter()
+            .enumerate()
+            .min_by(|a, b| (a.1 - bpm).abs().total_cmp(&(b.1 - bpm).abs()))
+            .map_or(0, |(s, _)| s);
+        let n = self.states.len() as f32;
+        self.states.fill(CHOSEN_FLOOR / n);
+        self.states[nearest] += 1.0 - CHOSEN_FLOOR;
+        self.set_period(60.0 * self.frame_rate / bpm);
+    }
+
+    fn set_prior(&mut self, centre: f32) {
+        self.prior_bpm = centre;
+        for (p, &bpm) in self.prior.iter_mut().zip(&self.bpms) {
+            let octaves = (bpm / centre).log2() / PRIOR_OCTAVES;
+            *p = (-0.5 * octaves * octaves).exp();
+        }
     }
 
     /// The tracked tempo in BPM.
@@ -342,6 +444,10 @@ impl BeatTracker {
             self.confidence = 0.0;
             return;
         }
+        if self.held {
+            self.confidence = self.period_confidence(self.period, energy);
+            return;
+        }
         let prev_best = self.states.iter().copied().fold(0.0, f32::max);
         let mut total = 0.0;
         for s in 0..self.bpms.len() {
@@ -350,7 +456,7 @@ impl BeatTracker {
             let evidence = (comb / (COMB_MULTIPLES as f32 * energy)).max(0.0) * self.prior[s];
             let lo = s.saturating_sub(TRANSITION_STATES);
             let hi = (s + TRANSITION_STATES).min(self.bpms.len() - 1);
-            let mut carried = JUMP_FLOOR * prev_best;
+            let mut carried = if self.chosen { 0.0 } else { JUMP_FLOOR * prev_best };
             for j in lo..=hi {
                 carried = carried.max(self.states[j] * self.transition[j + TRANSITION_STATES - s]);
             }
@@ -386,7 +492,14 @@ impl BeatTracker {
         self.set_period(period);
         // The largest autocorrelation next to the period: a period between two
         // frames puts the beats' products on either lag.
-        self.confidence = (self.comb_value(period, 1) / energy).clamp(0.0, 1.0);
+        self.confidence = self.period_confidence(period, energy);
+    }
+
+    /// The normalised autocorrelation at `period` (and at its double, at a chosen level).
+    fn period_confidence(&self, period: f32, energy: f32) -> f32 {
+        let at = self.comb_value(period, 1);
+        let at = if self.chosen { at.max(self.comb_value(period, 2)) } else { at };
+        (at / energy).clamp(0.0, 1.0)
     }
 
     /// Projects the cumulative score one period ahead without new novelty and
@@ -543,5 +656,92 @@ mod tests {
             tracker.process((h + 1) * 128, 0.0, &spectrum, true, &mut out);
         }
         assert!(out.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    /// Hops of a pulse at `bpm` (flux 1 and a loud low band on the beat, 0.3 on the off-beat)
+    /// from hop `from` to `to`; `at(h)` is called before each hop to steer the tracker.
+    fn pulse(
+        tracker: &mut BeatTracker,
+        bpm: f32,
+        hops: std::ops::Range<usize>,
+        mut at: impl FnMut(usize, &mut BeatTracker),
+    ) -> Vec<Event> {
+        let hop = 128usize;
+        let beat_hops = 60.0 * 48_000.0 / bpm / hop as f32;
+        let (mut quiet, mut loud) = (vec![0.0f32; 513], vec![0.0f32; 513]);
+        loud[..8].fill(5.0);
+        quiet[..8].fill(0.0);
+        let mut out = Vec::new();
+        for h in hops {
+            at(h, tracker);
+            let phase = h as f32 / beat_hops;
+            let (flux, spectrum) = if phase.fract() * beat_hops < 1.0 {
+                (1.0, &loud)
+            } else if ((phase + 0.5).fract() * beat_hops) < 1.0 {
+                (0.3, &quiet)
+            } else {
+                (0.01, &quiet)
+            };
+            tracker.process(((h + 1) * hop) as u64, flux, spectrum, true, &mut out);
+        }
+        out
+    }
+
+    fn bpms(events: &[Event], after: u64) -> Vec<f32> {
+        events
+            .iter()
+            .filter_map(|e| match e.data {
+                EventData::Beat { bpm, .. } if e.sample > after => Some(bpm),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn doubling_and_halving_move_the_tempo_and_it_stays() {
+        let mut t = BeatTracker::new(&EngineConfig::default());
+        let lock = pulse(&mut t, 90.0, 0..3000, |_, _| {});
+        assert!(bpms(&lock, 5 * 48_000).iter().all(|b| (b / 90.0 - 1.0).abs() < 0.04));
+        let doubled = pulse(&mut t, 90.0, 3000..6000, |h, t| {
+            if h == 3000 {
+                t.scale_tempo(2.0);
+            }
+        });
+        let after = bpms(&doubled, 3000 * 128 + 3 * 48_000);
+        assert!(!after.is_empty() && after.iter().all(|b| (b / 180.0 - 1.0).abs() < 0.04), "{after:?}");
+        let halved = pulse(&mut t, 90.0, 6000..9000, |h, t| {
+            if h == 6000 {
+                t.scale_tempo(0.5)
+            }
+        });
+        let after = bpms(&halved, 6000 * 128 + 3 * 48_000);
+        assert!(!after.is_empty() && after.iter().all(|b| (b / 90.0 - 1.0).abs() < 0.04), "{after:?}");
+    }
+
+    #[test]
+    fn taps_set_the_tempo_and_the_next_beat_and_hold_keeps_it() {
+        let mut t = BeatTracker::new(&EngineConfig::default());
+        pulse(&mut t, 120.0, 0..3000, |_, _| {});
+        // Four taps at 60 BPM (the pulse's half time), the last at hop 3000.
+        let taps: Vec<u64> = (0..4).map(|k| 3000 * 128 - (3 - k) * 48_000).collect();
+        for &s in &taps {
+            t.tap(s);
+        }
+        assert!((t.bpm() - 60.0).abs() < 0.5, "{}", t.bpm());
+        t.hold(true);
+        let held = pulse(&mut t, 120.0, 3000..6000, |_, _| {});
+        assert!((t.bpm() - 60.0).abs() < 0.5, "{}", t.bpm());
+        let beats: Vec<u64> =
+            held.iter().filter_map(|e| matches!(e.data, EventData::Beat { .. }).then_some(e.sample)).collect();
+        // The first beat after the taps falls a beat after the last tap, within a frame.
+        let first = *beats.first().expect("beats after the taps");
+        assert!(first.abs_diff(taps[3] + 48_000) <= 640, "{first} vs {}", taps[3] + 48_000);
+        t.hold(false);
+        assert!(!t.held());
     }
 }

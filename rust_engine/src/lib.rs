@@ -11,6 +11,7 @@
 pub mod analyzer;
 pub mod attack;
 pub mod beat;
+pub mod clock;
 pub mod config;
 pub mod dynamics;
 pub mod error;

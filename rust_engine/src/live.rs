@@ -21,8 +21,8 @@ use jack::{
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::config::EngineConfig;
-use crate::period::Period;
-pub use crate::period::{ControlMsg, LiveEvent, Shared, MAX_INPUTS};
+use crate::period::{Bbt, Period, Transport};
+pub use crate::period::{BeatOptions, BeatSource, ControlMsg, LiveEvent, Shared, MAX_INPUTS};
 
 /// How often the graph side looks for a reader of `midi_out` while note-offs are owed.
 const READER_POLL: Duration = Duration::from_millis(5);
@@ -84,6 +84,7 @@ unsafe extern "C" fn plain_shutdown(arg: *mut std::ffi::c_void) {
 struct Processor {
     inputs: Vec<Port<AudioIn>>,
     midi: Port<MidiOut>,
+    clock: Port<MidiOut>,
     period: Period,
     tx: Producer<LiveEvent>,
     rx: Consumer<ControlMsg>,
@@ -91,8 +92,9 @@ struct Processor {
 }
 
 impl ProcessHandler for Processor {
-    fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+    fn process(&mut self, client: &Client, ps: &ProcessScope) -> Control {
         let started = Instant::now();
+        self.period.set_transport(transport(client));
         let (inputs, rx, tx) = (&self.inputs, &mut self.rx, &mut self.tx);
         let messages = self.period.process(
             ps.last_frame_time(),
@@ -107,10 +109,32 @@ impl ProcessHandler for Processor {
                 self.shared.midi_lost.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let mut writer = self.clock.writer(ps);
+        for m in self.period.clock_messages() {
+            if writer.write(&RawMidi { time: m.offset, bytes: m.bytes() }).is_err() {
+                self.shared.midi_lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         self.shared.cycles.fetch_add(1, Ordering::Relaxed);
         self.shared.max_cycle_ns.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Control::Continue
     }
+}
+
+/// The transport at this period's first frame. `jack_transport_query` is
+/// real-time safe (it copies the position the server published for the cycle).
+fn transport(client: &Client) -> Transport {
+    let Ok(now) = client.transport().query() else {
+        return Transport::default();
+    };
+    let bbt = now.pos.bbt().map(|b| Bbt {
+        beat: b.beat as u32,
+        tick: b.tick as f64,
+        ticks_per_beat: b.ticks_per_beat,
+        beats_per_bar: b.sig_num,
+        bpm: b.bpm,
+    });
+    Transport { rolling: now.state == jack::TransportState::Rolling, bbt }
 }
 
 /// Settings for opening a live bridge.
@@ -121,6 +145,10 @@ pub struct LiveConfig {
     pub input_ports: Vec<String>,
     /// MIDI output port name.
     pub midi_port: String,
+    /// MIDI clock output port name.
+    pub clock_port: String,
+    /// Where beats come from and which input's drive the clock.
+    pub beat: BeatOptions,
     pub engine: EngineConfig,
     pub bend_range: f32,
     /// Capacity of the event ring, in events.
@@ -216,14 +244,16 @@ impl LiveBridge {
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.set_sample_rate(client.sample_rate());
         let shared = Arc::new(Shared::new(n_inputs));
-        let period = Period::new(&engine_cfg, n_inputs, cfg.bend_range, &cfg.owed_note_offs, shared.clone())
+        let mut period = Period::new(&engine_cfg, n_inputs, cfg.bend_range, &cfg.owed_note_offs, shared.clone())
             .map_err(LiveError::Config)?;
+        period.set_beat_options(cfg.beat);
         let inputs = register_ports::<AudioIn>(&client, &cfg.input_ports).map_err(LiveError::Jack)?;
         let midi = client.register_port(&cfg.midi_port, MidiOut::default()).map_err(LiveError::Jack)?;
+        let clock = client.register_port(&cfg.clock_port, MidiOut::default()).map_err(LiveError::Jack)?;
         let midi_port = midi.clone_unowned();
         let (tx, events) = RingBuffer::new(cfg.queue_capacity.max(1024));
         let (control, rx) = RingBuffer::new(256);
-        let processor = Processor { inputs, midi, period, tx, rx, shared: shared.clone() };
+        let processor = Processor { inputs, midi, clock, period, tx, rx, shared: shared.clone() };
         let name = graph_name(&client);
         let sample_rate = client.sample_rate();
         // JACK takes callbacks only before activation. `shared` outlives the client:

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::analyzer::Analyzer;
+use crate::clock::{ClockConfig, MidiClock, STOP};
 use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
 use crate::error::ConfigError;
 use crate::event::{Event, EventData};
@@ -80,6 +81,51 @@ pub enum ControlMsg {
     AllNotesOff,
     /// Close every open note and stop analysing: the client is about to go.
     Finish,
+    /// Multiply the tracked tempo (2 doubles, 0.5 halves it).
+    ScaleTempo(f32),
+    /// Freeze the tracked tempo, or let it follow the audio again.
+    HoldTempo(bool),
+    /// A tapped beat at this JACK frame time.
+    Tap(u32),
+}
+
+/// Where the beat, tempo and MIDI clock come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BeatSource {
+    /// The beat tracker of the clock's input.
+    Audio,
+    /// JACK transport's bar, beat and tempo (from a timebase master), only while it rolls.
+    Transport,
+    /// The transport while it rolls with bar and beat known, else the audio.
+    #[default]
+    Auto,
+}
+
+/// Bar, beat and tick of the transport at a period's first frame, as a JACK timebase master gives them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bbt {
+    /// Beat in the bar, 1-based.
+    pub beat: u32,
+    pub tick: f64,
+    pub ticks_per_beat: f64,
+    pub beats_per_bar: f32,
+    pub bpm: f64,
+}
+
+/// The transport at a period's first frame (what `jack_transport_query` says), without JACK types.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Transport {
+    pub rolling: bool,
+    pub bbt: Option<Bbt>,
+}
+
+/// Where beats come from and where the MIDI clock goes.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BeatOptions {
+    pub source: BeatSource,
+    /// The input (0-based) whose beats drive the clock, and whose number transport beats carry.
+    pub clock_input: usize,
+    pub clock: ClockConfig,
 }
 
 /// Most inputs one client takes; input k plays on MIDI channel (k - 1) % 16.
@@ -144,11 +190,12 @@ pub struct MidiMessage {
     /// Order of queueing, which breaks ties between messages at the same offset.
     seq: u32,
     bytes: [u8; 3],
+    len: u8,
 }
 
 impl MidiMessage {
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.bytes[..self.len as usize]
     }
 }
 
@@ -168,6 +215,15 @@ pub struct Period {
     owed_offs: Vec<(u8, u8)>,
     clock: FrameClock,
     shared: std::sync::Arc<Shared>,
+    beat: BeatOptions,
+    midi_clock: MidiClock,
+    /// The clock's messages of the period, for `clock_out`, in frame order.
+    clock_out: Vec<MidiMessage>,
+    /// The transport at this period's start, set before `process`.
+    transport: Transport,
+    /// Tempo last sent in a transport tempo event, to send changes only.
+    transport_bpm: f64,
+    sample_rate: u32,
 }
 
 impl Period {
@@ -197,7 +253,91 @@ impl Period {
             owed_offs,
             clock: FrameClock::default(),
             shared,
+            beat: BeatOptions::default(),
+            midi_clock: MidiClock::new(ClockConfig::default()),
+            clock_out: Vec::with_capacity(MidiClock::max_messages(MAX_BLOCK, cfg.sample_rate, cfg.beat.max_bpm) + 2),
+            transport: Transport::default(),
+            transport_bpm: 0.0,
+            sample_rate: cfg.sample_rate,
         })
+    }
+
+    /// Sets where beats come from and which input drives the clock (before the first period).
+    pub fn set_beat_options(&mut self, options: BeatOptions) {
+        self.beat = BeatOptions { clock_input: options.clock_input.min(self.engines.len() - 1), ..options };
+        self.midi_clock = MidiClock::new(options.clock);
+    }
+
+    /// The transport at the coming period's first frame.
+    pub fn set_transport(&mut self, transport: Transport) {
+        self.transport = transport;
+    }
+
+    /// The MIDI clock messages of the last period, for `clock_out`, in frame order.
+    pub fn clock_messages(&self) -> &[MidiMessage] {
+        &self.clock_out
+    }
+
+    /// Whether the transport drives the beat this period.
+    fn transport_drives(&self) -> bool {
+        match self.beat.source {
+            BeatSource::Audio => false,
+            BeatSource::Transport => true,
+            BeatSource::Auto => self.transport.rolling && self.transport.bbt.is_some(),
+        }
+    }
+
+    /// Writes the clock's messages before engine position `to` into `clock_out`.
+    fn clock_to(&mut self, start: u64, frames: u32, to: u64) {
+        let (clock_out, last) = (&mut self.clock_out, frames.max(1) - 1);
+        let shared = &self.shared;
+        self.midi_clock.advance(to, |at, byte| {
+            if clock_out.len() < clock_out.capacity() {
+                let offset = (at.saturating_sub(start)).min(last as u64) as u32;
+                let seq = clock_out.len() as u32;
+                clock_out.push(MidiMessage { offset, seq, bytes: [byte, 0, 0], len: 1 });
+            } else {
+                shared.midi_lost.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Beats of the rolling transport within this period: events for the clock's
+    /// input, and the clock's beats.
+    fn transport_beats(&mut self, start: u64, frame0: u32, frames: u32, publish: &mut impl FnMut(LiveEvent) -> bool) {
+        let Some(bbt) = self.transport.bbt.filter(|b| self.transport.rolling && b.bpm > 0.0) else {
+            return;
+        };
+        let per_beat = 60.0 * self.sample_rate as f64 / bbt.bpm;
+        let within = if bbt.ticks_per_beat > 0.0 { (bbt.tick / bbt.ticks_per_beat).clamp(0.0, 1.0) } else { 0.0 };
+        let bar = (bbt.beats_per_bar.round() as u32).clamp(1, 16);
+        // The first beat at or after the period's first frame, and its place in the bar.
+        // Positions round to whole frames, so a beat half a frame away counts as here:
+        // the period before saw it a whole period ahead and left it to this one.
+        let since = within * per_beat;
+        let (mut at, mut place) = if since < 0.5 { (0.0, bbt.beat) } else { (per_beat - since, bbt.beat % bar + 1) };
+        while (at.round() as u64) < frames as u64 {
+            let offset = at.round() as u32;
+            let sample = start + offset as u64;
+            let next = start + (at + per_beat).round() as u64;
+            self.clock_to(start, frames, sample);
+            self.midi_clock.beat(sample, next);
+            let k = self.beat.clock_input;
+            let (bpm, confidence) = (bbt.bpm as f32, 1.0);
+            let beat = Event {
+                sample,
+                emit_sample: sample,
+                data: EventData::Beat { beat: place.min(16) as u8, bpm, confidence, next_sample: next },
+            };
+            self.publish(publish, k, frame0, offset.min(frames.max(1) - 1), beat);
+            if place == 1 || (bbt.bpm / self.transport_bpm - 1.0).abs() > 0.02 {
+                self.transport_bpm = bbt.bpm;
+                let tempo = Event { sample, emit_sample: sample, data: EventData::Tempo { bpm, confidence } };
+                self.publish(publish, k, frame0, offset.min(frames.max(1) - 1), tempo);
+            }
+            at += per_beat;
+            place = place % bar + 1;
+        }
     }
 
     /// One period of `frames` frames starting at JACK frame time `frame0`:
@@ -221,9 +361,12 @@ impl Period {
         if self.shared.midi_readers.load(Ordering::Acquire) {
             self.send_owed(0);
         }
+        self.clock_out.clear();
         while let Some(msg) = controls() {
             self.apply_control(msg, frame0, &mut publish);
         }
+        let transport = self.transport_drives();
+        let period_start = self.engines[0].position();
         for k in 0..self.engines.len() {
             if self.finished {
                 break;
@@ -236,8 +379,23 @@ impl Period {
             for i in 0..self.events.len() {
                 let e = self.events[i];
                 let offset = (e.emit_sample.saturating_sub(start + 1)).min(frames.max(1) as u64 - 1) as u32;
+                match e.data {
+                    // The transport's beats stand in for the tracker's.
+                    EventData::Beat { .. } | EventData::Tempo { .. } if transport => continue,
+                    EventData::Beat { next_sample, .. } if k == self.beat.clock_input => {
+                        self.clock_to(start, frames, e.emit_sample);
+                        self.midi_clock.beat(e.sample, next_sample);
+                    }
+                    _ => {}
+                }
                 self.handle_event(k, e, frame0, offset, &mut publish);
             }
+        }
+        if !self.finished {
+            if transport {
+                self.transport_beats(period_start, frame0, frames, &mut publish);
+            }
+            self.clock_to(period_start, frames, period_start + frames as u64);
         }
         // JACK wants a port's events in frame order; inputs were appended one after another.
         self.outgoing.sort_unstable_by_key(|o| (o.offset, o.seq));
@@ -260,7 +418,7 @@ impl Period {
     fn queue_midi(&mut self, offset: u32, bytes: [u8; 3]) {
         if self.outgoing.len() < self.outgoing.capacity() {
             let seq = self.outgoing.len() as u32;
-            self.outgoing.push(MidiMessage { offset, seq, bytes });
+            self.outgoing.push(MidiMessage { offset, seq, bytes, len: 3 });
         } else {
             self.shared.midi_lost.fetch_add(1, Ordering::Relaxed);
         }
@@ -289,6 +447,20 @@ impl Period {
 
     fn apply_control(&mut self, msg: ControlMsg, frame0: u32, publish: &mut impl FnMut(LiveEvent) -> bool) {
         match msg {
+            ControlMsg::ScaleTempo(factor) => {
+                self.engines.iter_mut().filter_map(Analyzer::beat_tracker).for_each(|b| b.scale_tempo(factor))
+            }
+            ControlMsg::HoldTempo(held) => {
+                self.engines.iter_mut().filter_map(Analyzer::beat_tracker).for_each(|b| b.hold(held))
+            }
+            ControlMsg::Tap(frame) => {
+                // Frames from this period's start to the tap, signed: a tap is usually in the past.
+                let ago = frame.wrapping_sub(frame0) as i32 as i64;
+                let start = self.engines[0].position() as i64;
+                if let Ok(sample) = u64::try_from(start + ago) {
+                    self.engines.iter_mut().filter_map(Analyzer::beat_tracker).for_each(|b| b.tap(sample));
+                }
+            }
             ControlMsg::Set(param, v) => self.engines.iter_mut().for_each(|e| e.set_live(param, v)),
             ControlMsg::Midi(on) => {
                 if !on {
@@ -297,6 +469,12 @@ impl Period {
                 self.midi_enabled = on;
             }
             ControlMsg::AllNotesOff | ControlMsg::Finish => {
+                if msg == ControlMsg::Finish && self.midi_clock.running() {
+                    // The clock's receivers stop with the bridge.
+                    self.midi_clock.reset();
+                    let seq = self.clock_out.len() as u32;
+                    self.clock_out.push(MidiMessage { offset: 0, seq, bytes: [STOP, 0, 0], len: 1 });
+                }
                 self.finished |= msg == ControlMsg::Finish;
                 for k in 0..self.engines.len() {
                     self.events.clear();

@@ -6,10 +6,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 use crate::analyzer::Analyzer;
+use crate::clock::ClockConfig;
 use crate::config::{EngineConfig, LiveParam, SetError, LIVE_PARAMS, MAX_BLOCK};
 use crate::error;
 use crate::event::{Event, EventData};
-use crate::live::{ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent, MAX_BEND_RANGE, MAX_INPUTS};
+use crate::live::{
+    BeatOptions, BeatSource, ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent, MAX_BEND_RANGE, MAX_INPUTS,
+};
 use crate::player::{Player, PlayerConfig, PlayerError, PlayerShared};
 
 // -- errors: every engine error becomes a Python exception here, and only here --
@@ -518,7 +521,7 @@ impl PyLiveBridge {
 #[pymethods]
 impl PyLiveBridge {
     #[new]
-    #[pyo3(signature = (client_name, inputs, config = None, *, input_ports, midi_port, bend_range = 0.0, owed_note_offs = Vec::new(), queue_capacity = 65536))]
+    #[pyo3(signature = (client_name, inputs, config = None, *, input_ports, midi_port, clock_port, bend_range = 0.0, owed_note_offs = Vec::new(), queue_capacity = 65536, beat_source = "auto", clock_input = 1, clock_stop_on_loss = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -527,10 +530,23 @@ impl PyLiveBridge {
         config: Option<PyRef<'_, PyEngineConfig>>,
         input_ports: Vec<String>,
         midi_port: String,
+        clock_port: String,
         bend_range: f32,
         owed_note_offs: Vec<(u8, u8)>,
         queue_capacity: usize,
+        beat_source: &str,
+        clock_input: usize,
+        clock_stop_on_loss: bool,
     ) -> PyResult<Self> {
+        let source = match beat_source {
+            "audio" => BeatSource::Audio,
+            "transport" => BeatSource::Transport,
+            "auto" => BeatSource::Auto,
+            other => return Err(value_error(format!("beat_source must be audio, transport or auto, got {other:?}"))),
+        };
+        if !(1..=inputs).contains(&clock_input) {
+            return Err(value_error(format!("clock_input must be 1..{inputs}, got {clock_input}")));
+        }
         if !(0.0..=MAX_BEND_RANGE).contains(&bend_range) {
             return Err(value_error(format!("bend_range must be 0..{MAX_BEND_RANGE} semitones")));
         }
@@ -542,6 +558,12 @@ impl PyLiveBridge {
             client_name: client_name.to_string(),
             input_ports,
             midi_port,
+            clock_port,
+            beat: BeatOptions {
+                source,
+                clock_input: clock_input - 1,
+                clock: ClockConfig { stop_on_loss: clock_stop_on_loss },
+            },
             engine: engine.clone(),
             bend_range,
             queue_capacity,
@@ -603,6 +625,21 @@ impl PyLiveBridge {
 
     fn all_notes_off(&mut self) -> PyResult<()> {
         self.send(ControlMsg::AllNotesOff)
+    }
+
+    fn scale_tempo(&mut self, factor: f32) -> PyResult<()> {
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(value_error(format!("factor must be a positive number, got {factor}")));
+        }
+        self.send(ControlMsg::ScaleTempo(factor))
+    }
+
+    fn hold_tempo(&mut self, held: bool) -> PyResult<()> {
+        self.send(ControlMsg::HoldTempo(held))
+    }
+
+    fn tap(&mut self, frame: u32) -> PyResult<()> {
+        self.send(ControlMsg::Tap(frame))
     }
 
     /// Notes sounding on the MIDI port, per input (None when silent).

@@ -9,8 +9,9 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use rust_engine::clock::{CLOCK, START, STOP};
 use rust_engine::config::LiveParam;
-use rust_engine::period::{ControlMsg, LiveEvent, Period, Shared};
+use rust_engine::period::{Bbt, BeatOptions, BeatSource, ControlMsg, LiveEvent, Period, Shared, Transport};
 use rust_engine::EngineConfig;
 use signals::*;
 
@@ -52,13 +53,22 @@ struct Run {
     frame: u64,
     events: Vec<LiveEvent>,
     sent: Vec<Sent>,
+    /// What went to `clock_out`: (absolute frame, byte).
+    clocked: Vec<(u64, u8)>,
 }
 
 impl Run {
     fn new(inputs: usize, owed: &[(u8, u8)]) -> Self {
         let shared = Arc::new(Shared::new(inputs));
         let period = Period::new(&EngineConfig::default(), inputs, 2.0, owed, shared.clone()).unwrap();
-        Self { period, shared, frame: 0, events: Vec::with_capacity(1 << 16), sent: Vec::with_capacity(1 << 14) }
+        Self {
+            period,
+            shared,
+            frame: 0,
+            events: Vec::with_capacity(1 << 16),
+            sent: Vec::with_capacity(1 << 14),
+            clocked: Vec::new(),
+        }
     }
 
     /// One period; returns the allocations it made.
@@ -86,6 +96,10 @@ impl Run {
         for m in messages {
             self.sent.push((self.frame + m.offset as u64, m.bytes().to_vec()));
         }
+        let clock = self.period.clock_messages();
+        assert!(clock.windows(2).all(|w| w[0].offset <= w[1].offset), "{clock:?}");
+        assert!(clock.iter().all(|m| m.offset < frames.max(1) && m.bytes().len() == 1));
+        self.clocked.extend(clock.iter().map(|m| (self.frame + m.offset as u64, m.bytes()[0])));
         self.frame += frames as u64;
         made
     }
@@ -237,4 +251,92 @@ fn a_period_the_server_skipped_is_counted_for_the_user() {
     h.step(&[&block], &[]);
     h.step(&[&block], &[]);
     assert_eq!(h.shared.skipped_periods.load(Ordering::Relaxed), 3);
+}
+
+/// Clock tick frames, and the beats (sample, next predicted) of input `input`.
+fn ticks(run: &Run) -> Vec<u64> {
+    run.clocked.iter().filter(|m| m.1 == CLOCK).map(|m| m.0).collect()
+}
+
+#[test]
+fn the_midi_clock_follows_a_drum_groove_at_24_per_beat_and_allocates_nothing() {
+    for bpm in [96.0f32, 128.0] {
+        let mut run = Run::new(2, &[]);
+        let beat = (60.0 / bpm * 48_000.0) as usize; // as signals::drums places them
+        let groove = drums(bpm, 14.0);
+        let quiet = vec![0.0f32; groove.len()];
+        // The clock follows input 1; input 2 is silent and has no beat.
+        let made = run.play(&[groove, quiet], &[128, 256, 1000, 64]);
+        assert_eq!(made, 0, "the period allocated");
+        let starts: Vec<u64> = run.clocked.iter().filter(|m| m.1 == START).map(|m| m.0).collect();
+        assert_eq!(starts.len(), 1, "{bpm}: {:?}", &run.clocked[..5]);
+        let t = ticks(&run);
+        assert!(t[0] > starts[0]);
+        // The rate over the last 8 s: 24 ticks per beat within 1 %.
+        let late: Vec<u64> = t.iter().copied().filter(|&f| f > 6 * 48_000).collect();
+        let per_tick = (late[late.len() - 1] - late[0]) as f64 / (late.len() - 1) as f64;
+        let rate = beat as f64 / 24.0 / per_tick;
+        assert!((rate - 1.0).abs() < 0.01, "{bpm}: {rate}");
+        // The first tick of a beat falls where the tracker put the beat, within 10 ms.
+        let beats: Vec<u64> = run
+            .events
+            .iter()
+            .filter(|e| e.input == 1 && e.event.sample > 6 * 48_000)
+            .filter_map(|e| matches!(e.event.data, rust_engine::EventData::Beat { .. }).then_some(e.event.sample))
+            .collect();
+        assert!(beats.len() > 8);
+        for b in &beats[1..] {
+            let nearest = late.iter().map(|&f| f.abs_diff(*b)).min().unwrap();
+            assert!(nearest < 480, "{bpm}: beat {b} has no tick near it ({nearest})");
+        }
+        // Silence after the groove: the beat is lost and the clock stops, after its last tick.
+        run.play(&[vec![0.0; 5 * 48_000], vec![0.0; 5 * 48_000]], &[128]);
+        let last = run.clocked.last().unwrap();
+        assert_eq!(last.1, STOP, "{bpm}");
+        assert!(ticks(&run).iter().all(|&f| f <= last.0));
+        // Never on midi_out.
+        assert!(run.sent.iter().all(|(_, b)| b.len() == 3));
+    }
+}
+
+#[test]
+fn the_transport_drives_beats_and_clock_when_it_rolls() {
+    let mut run = Run::new(1, &[]);
+    run.period.set_beat_options(BeatOptions { source: BeatSource::Auto, ..BeatOptions::default() });
+    // 120 BPM in 4/4 from bar 1 beat 1: 24000 frames a beat, a tick of 1000.
+    let silence_and_roll = |run: &mut Run, periods: usize, rolling: bool| {
+        let block = vec![0.0f32; 256];
+        for _ in 0..periods {
+            let at = run.frame as f64 / 24_000.0;
+            let bbt = Bbt {
+                beat: (at.floor() as u32) % 4 + 1,
+                tick: at.fract() * 1920.0,
+                ticks_per_beat: 1920.0,
+                beats_per_bar: 4.0,
+                bpm: 120.0,
+            };
+            run.period.set_transport(Transport { rolling, bbt: Some(bbt) });
+            assert_eq!(run.step(&[&block], &[]), 0);
+        }
+    };
+    silence_and_roll(&mut run, 1000, true);
+    let beats: Vec<(u64, u8)> = run
+        .events
+        .iter()
+        .filter_map(|e| match e.event.data {
+            rust_engine::EventData::Beat { beat, .. } => Some((e.event.sample, beat)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(beats.len(), 11, "{beats:?}");
+    for (i, &(sample, place)) in beats.iter().enumerate() {
+        assert_eq!(sample, i as u64 * 24_000);
+        assert_eq!(place as usize, i % 4 + 1);
+    }
+    let t = ticks(&run);
+    assert_eq!(t[0], 24_000, "the first tick on the second beat, after Start at the first");
+    assert!(t.windows(2).all(|w| w[1] - w[0] == 1000), "{t:?}");
+    // Stopped: no beats, and the clock stops two beats after the last.
+    silence_and_roll(&mut run, 400, false);
+    assert_eq!(run.clocked.last().unwrap(), &(10 * 24_000 + 24_000 + 48_000, STOP));
 }
