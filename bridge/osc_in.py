@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,30 +145,29 @@ class _Dispatcher(Dispatcher):
 
 
 class OscControlIn:
-    """Receives control messages on a UDP port and carries them out through `controls`.
+    """Receives control messages on a UDP port and carries them out on `runner` through
+    the control port's `Controls` (takes go into `take_dir`, the current directory by default).
 
     Binds in the constructor (BridgeError for a bad or busy port), serves on a
     daemon thread until `close()`. `messages` and `refused` count what came in;
     each refused address is logged once on stderr.
     """
 
-    def __init__(self, controls: Controls, host: str, port: int, prefix: str) -> None:
-        self.controls = controls
+    def __init__(self, runner: Any, host: str, port: int, prefix: str, take_dir: Path | None = None) -> None:
         self.prefix = prefix
         self.addresses = control_addresses(prefix)
         self.messages = 0
         self.refused = 0
-        self.on_change: Any = None
-        """Called with the address of every control that was carried out (the OSCQuery server
-        tells its listeners); runs on this server's thread."""
         self._logged: set[str] = set()
         self._lock = threading.Lock()
+        self.controls = Controls(runner, take_dir)
         dispatcher = _Dispatcher(lambda: self._refuse("(not an OSC packet)", "malformed packet"))
         dispatcher.set_default_handler(self._handle)
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._server = BlockingOSCUDPServer((host, port), dispatcher, family=family)
         except (OSError, ValueError) as e:
+            self.controls.close()
             raise BridgeError(f"--osc-in: cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
         address = self._server.server_address
         self.host, self.port = str(address[0]), int(address[1])
@@ -189,8 +189,6 @@ class OscControlIn:
         reply = self.controls.request(request)
         if not reply["ok"]:
             self._refuse(address, reply["error"])
-        elif self.on_change is not None:
-            self.on_change(address)
 
     def _refuse(self, address: str, why: str) -> None:
         with self._lock:
@@ -206,3 +204,4 @@ class OscControlIn:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=2)
+        self.controls.close()
