@@ -683,7 +683,12 @@ def run(
                 server = jackd.start(die_with_parent=True)
             except jackd.JackdError as e:
                 raise BridgeError(str(e)) from None
+        osc_in = options.osc_in
+        if options.oscquery is not None and osc_in is None:
+            osc_in = (options.oscquery[0], 0)  # OSCQuery's HOST_INFO tells clients the port
         _warn_if_public("the WebSocket feed", options.ws_listen)
+        _warn_if_public("the OSC control in", osc_in)
+        _warn_if_public("the OSCQuery server", options.oscquery)
         runner = LiveRunner(options, config)
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
         if control_port is not None:
@@ -693,9 +698,6 @@ def run(
             control = ControlServer(runner, port=control_port)
             runner.control_port = control.port
             print(f"daw-bridge: control port 127.0.0.1:{control.port} ('daw-bridge tui --port {control.port}')", file=sys.stderr)
-        osc_in = options.osc_in
-        if options.oscquery is not None and osc_in is None:
-            osc_in = (options.oscquery[0], 0)  # OSCQuery's HOST_INFO tells clients the port
         if osc_in is not None:
             receiver, query = _open_remotes(runner, options, osc_in, config)
         if runner.ws_url is not None:
@@ -762,13 +764,15 @@ def _open_remotes(
     from bridge.osc_in import CONTROL, OscControlIn
     from bridge.oscquery import OscQueryServer
 
-    _warn_if_public("the OSC control in", osc_in)
-    receiver = OscControlIn(runner, *osc_in, options.osc_prefix)
+    try:
+        receiver = OscControlIn(runner, *osc_in, options.osc_prefix)
+    except OSError as e:
+        flag = "--osc-in" if options.osc_in is not None else "--oscquery (its OSC control in)"
+        raise BridgeError(f"{flag}: cannot listen on {osc_in[0]}:{osc_in[1]}: {e.strerror or e}") from None
     print(f"daw-bridge: OSC control in on udp {_host_port(receiver.host, receiver.port)} "
           f"({options.osc_prefix}/{CONTROL}/...)", file=sys.stderr)
     if options.oscquery is None:
         return receiver, None
-    _warn_if_public("the OSCQuery server", options.oscquery)
     host, port = options.oscquery
     try:
         query = OscQueryServer(

@@ -9,10 +9,10 @@ path: python-osc's blocking UDP server runs on a thread of its own, one
 datagram after another, and a control only queues a wanted value for the
 dispatch thread (`LiveRunner.set_param` and friends).
 
-The address map is `control_addresses(prefix)`: every live-tunable engine
-setting (`bridge.params.PARAMS`, the engine's own table) under
-``<prefix>/control/<section>/<name>``, plus ``midi``, ``osc``, ``record`` and
-``record/stop``.
+The address map is `bridge.addresses.control_addresses(prefix)`: every
+live-tunable engine setting (`bridge.params.PARAMS`, the engine's own table)
+under ``<prefix>/control/<section>/<name>``, plus ``midi``, ``osc``,
+``record`` and ``record/stop``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import socket
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,60 +28,11 @@ from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
+from bridge.addresses import CONTROL, ControlSpec, control_addresses
 from bridge.control import Controls
-from bridge.errors import BridgeError
-from bridge.params import PARAMS
 
-CONTROL = "control"
-"""The path under the OSC prefix where the controls live: ``/bridge/control/...``."""
 LOGGED_MAX = 32
 """Distinct refused addresses logged (each once); past that refusals are only counted."""
-
-
-@dataclass(frozen=True)
-class ControlSpec:
-    """One OSC control: its address suffix under ``<prefix>/control``, the OSC types it
-    takes, its meaning, and for a number its range and unit (from the engine's table)."""
-
-    path: str
-    types: str
-    """The type tags accepted, as the docs write them: ``f``, ``i|T|F``, ``s``, ``""`` for none."""
-    meaning: str
-    key: str | None = None
-    """The engine setting (``onset.delta``) for a number; None for the other controls."""
-
-
-def _specs() -> list[ControlSpec]:
-    out = [
-        ControlSpec(
-            "/" + key.replace(".", "/"), "f",
-            f"{p.doc} ({p.lo:g} to {p.hi:g}{' ' + p.unit if p.unit else ''})", key,
-        )
-        for key, p in PARAMS.items()
-    ]
-    out += [
-        ControlSpec("/midi", "i|T|F", "MIDI output on (1, T) or off (0, F)"),
-        ControlSpec("/osc", "i|T|F", "OSC output on (1, T) or off (0, F)"),
-        ControlSpec(
-            "/record", "s",
-            "Start a MIDI take under this file name (letters, digits, . _ -, ending .mid) in the "
-            "bridge's directory; never over an existing file or one the bridge writes",
-        ),
-        ControlSpec("/record/stop", "", "End the take being recorded"),
-    ]
-    return out
-
-
-CONTROLS: tuple[ControlSpec, ...] = tuple(_specs())
-
-
-def control_address(prefix: str, spec: ControlSpec) -> str:
-    return f"{prefix}/{CONTROL}{spec.path}"
-
-
-def control_addresses(prefix: str) -> dict[str, ControlSpec]:
-    """Every control-in address under `prefix`, in the docs' order."""
-    return {control_address(prefix, spec): spec for spec in CONTROLS}
 
 
 class Refused(ValueError):
@@ -121,10 +71,11 @@ def request_for(spec: ControlSpec, args: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _describe(args: tuple[Any, ...]) -> str:
-    if not args:
-        return "none"
+    """What came, for a refusal's message: ``none``, ``'0.1'``, ``2 arguments (0.1, 0.2)``."""
+    if len(args) == 1:
+        return repr(args[0])[:40]
     shown = ", ".join(repr(a)[:40] for a in args[:4])
-    return f"{len(args)} ({shown}{', ...' if len(args) > 4 else ''})"
+    return f"{len(args)} arguments ({shown}{', ...' if len(args) > 4 else ''})" if args else "none"
 
 
 class _Dispatcher(Dispatcher):
@@ -148,7 +99,7 @@ class OscControlIn:
     """Receives control messages on a UDP port and carries them out on `runner` through
     the control port's `Controls` (takes go into `take_dir`, the current directory by default).
 
-    Binds in the constructor (BridgeError for a bad or busy port), serves on a
+    Binds in the constructor (OSError for a bad or busy port), serves on a
     daemon thread until `close()`. `messages` and `refused` count what came in;
     each refused address is logged once on stderr.
     """
@@ -166,9 +117,9 @@ class OscControlIn:
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._server = BlockingOSCUDPServer((host, port), dispatcher, family=family)
-        except (OSError, ValueError) as e:
+        except BaseException:
             self.controls.close()
-            raise BridgeError(f"--osc-in: cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
+            raise
         address = self._server.server_address
         self.host, self.port = str(address[0]), int(address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="daw-bridge-osc-in", daemon=True)

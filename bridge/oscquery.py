@@ -40,8 +40,16 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bridge.addresses import EVENT_KIND_TO_OSC, OSC_MESSAGES, OscKind, osc_address
-from bridge.osc_in import CONTROL, CONTROLS, ControlSpec, control_address
+from bridge.addresses import (
+    CONTROL,
+    CONTROLS,
+    EVENT_KIND_TO_OSC,
+    OSC_MESSAGES,
+    ControlSpec,
+    OscKind,
+    control_address,
+    osc_address,
+)
 from bridge.osc_out import event_message, event_values
 from bridge.params import PARAMS
 from bridge.state import Snapshot
