@@ -21,10 +21,10 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.udp_client import SimpleUDPClient
 from websockets.sync.client import ClientConnection, connect
 
-from bridge.addresses import OSC_MESSAGES, control_addresses, osc_address
+from bridge.addresses import OSC_MESSAGES, control_addresses, control_reference_markdown, osc_address
 from bridge.params import PARAMS
 from bridge.signals import melody_audio
-from conftest import CLI
+from conftest import CLI, ROOT
 from live_bridge import MELODY, Bridge, ask, control_connection, free_port, take_notes, wait_until
 
 
@@ -259,9 +259,11 @@ def test_osc_in_and_oscquery_flag_errors_and_the_non_loopback_warning(jack_serve
         assert lines[-1].startswith(f"daw-bridge: error: {failed}: cannot listen on 192.0.2.1:0: "), r.stderr
 
 
-def test_python_m_bridge_addresses_lists_the_control_in_addresses():
+def test_python_m_bridge_addresses_lists_the_control_in_addresses_and_the_docs_have_them():
     out = subprocess.run([sys.executable, "-m", "bridge.addresses"], capture_output=True, text=True, timeout=60, check=True).stdout
     for address, spec in control_addresses("/bridge").items():
         types = spec.types.replace("|", "\\|") or "-"
         assert f"| `{address}` | `{types}` |" in out, address
+    table = control_reference_markdown().strip()
+    assert table in out and table in (ROOT / "README.md").read_text() and table in (ROOT / "docs" / "osc.md").read_text()
 
