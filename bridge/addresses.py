@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, TypedDict
-
-from bridge.params import PARAMS
 
 CLIENT_NAME = "daw-bridge"
 """Default JACK client name (``--name`` overrides it)."""
@@ -282,7 +281,12 @@ class ControlSpec:
     """The engine setting (``onset.delta``) for a number; None for the other controls."""
 
 
-def _specs() -> list[ControlSpec]:
+@cache
+def control_specs() -> tuple[ControlSpec, ...]:
+    """Every control, the engine's live settings first (read from the engine on first use:
+    `daw-bridge --help` must not load it)."""
+    from bridge.params import PARAMS
+
     out = [
         ControlSpec(
             "/" + key.replace(".", "/"), "f",
@@ -300,10 +304,7 @@ def _specs() -> list[ControlSpec]:
         ),
         ControlSpec("/record/stop", "", "End the take being recorded"),
     ]
-    return out
-
-
-CONTROLS: tuple[ControlSpec, ...] = tuple(_specs())
+    return tuple(out)
 
 
 def control_address(prefix: str, spec: ControlSpec) -> str:
@@ -313,7 +314,7 @@ def control_address(prefix: str, spec: ControlSpec) -> str:
 
 def control_addresses(prefix: str) -> dict[str, ControlSpec]:
     """Every control-in address under `prefix`, in the docs' order."""
-    return {control_address(prefix, spec): spec for spec in CONTROLS}
+    return {control_address(prefix, spec): spec for spec in control_specs()}
 
 
 def control_reference_markdown(prefix: str = DEFAULT_OSC_PREFIX) -> str:

@@ -42,12 +42,12 @@ from websockets.http11 import Request, Response
 
 from bridge.addresses import (
     CONTROL,
-    CONTROLS,
     EVENT_KIND_TO_OSC,
     OSC_MESSAGES,
     ControlSpec,
     OscKind,
     control_address,
+    control_specs,
     osc_address,
 )
 from bridge.osc_out import event_message, event_values
@@ -123,7 +123,7 @@ def namespace(prefix: str, n_inputs: int, bands: int) -> Node:
         for k in range(1, n_inputs + 1):
             _place(root, f"{prefix}/{k}").description = f"Input {k} (in_{k})"
     _place(root, f"{prefix}/{CONTROL}").description = "Live controls: send OSC to the bridge's --osc-in port"
-    for control in CONTROLS:
+    for control in control_specs():
         node = _place(root, control_address(prefix, control))
         node.control, node.description = control, control.meaning
         if control.key is not None:
