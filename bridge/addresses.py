@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, TypedDict
 
 CLIENT_NAME = "daw-bridge"
@@ -266,6 +267,70 @@ def osc_reference_markdown(prefix: str = DEFAULT_OSC_PREFIX) -> str:
     return "\n".join(rows) + "\n"
 
 
+# -- OSC control in ---------------------------------------------------------------------
+
+CONTROL = "control"
+"""The path under the OSC prefix where the controls live: ``/bridge/control/...``."""
+@dataclass(frozen=True)
+class ControlSpec:
+    """One OSC control: its address suffix under ``<prefix>/control``, the OSC types it
+    takes, its meaning, and for a number its range and unit (from the engine's table)."""
+
+    path: str
+    types: str
+    """The type tags accepted, as the docs write them: ``f``, ``i|T|F``, ``s``, ``""`` for none."""
+    meaning: str
+    key: str | None = None
+    """The engine setting (``onset.delta``) for a number; None for the other controls."""
+
+
+@cache
+def control_specs() -> tuple[ControlSpec, ...]:
+    """Every control, the engine's live settings first (read from the engine on first use:
+    `daw-bridge --help` must not load it)."""
+    from bridge.params import PARAMS
+
+    out = [
+        ControlSpec(
+            "/" + key.replace(".", "/"), "f",
+            f"{p.doc} ({p.lo:g} to {p.hi:g}{' ' + p.unit if p.unit else ''})", key,
+        )
+        for key, p in PARAMS.items()
+    ]
+    out += [
+        ControlSpec("/midi", "i|T|F", "MIDI output on (1, T) or off (0, F)"),
+        ControlSpec("/osc", "i|T|F", "OSC output on (1, T) or off (0, F)"),
+        ControlSpec(
+            "/record", "s",
+            "Start a MIDI take under this file name (letters, digits, . _ -, ending .mid) in the "
+            "bridge's directory; never over an existing file or one the bridge writes",
+        ),
+        ControlSpec("/record/stop", "", "End the take being recorded"),
+    ]
+    return tuple(out)
+
+
+def control_address(prefix: str, spec: ControlSpec) -> str:
+    """``<prefix>/control<spec.path>``: where the bridge takes that control (`run --osc-in`)."""
+    return f"{prefix}/{CONTROL}{spec.path}"
+
+
+def control_addresses(prefix: str) -> dict[str, ControlSpec]:
+    """Every control-in address under `prefix`, in the docs' order."""
+    return {control_address(prefix, spec): spec for spec in control_specs()}
+
+
+def control_reference_markdown(prefix: str = DEFAULT_OSC_PREFIX) -> str:
+    """The control-in address reference (`run --osc-in`) as one Markdown table."""
+    validate_prefix(prefix)
+    rows = ["| Address | Arguments | Meaning |", "|---|---|---|"]
+    for address, spec in control_addresses(prefix).items():
+        types = spec.types.replace("|", "\\|") or "-"  # a table cell: the bar escaped
+        rows.append(f"| `{address}` | `{types}` | {spec.meaning}. |")
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
-    # `python -m bridge.addresses` prints the table for pasting into docs.
-    print(osc_reference_markdown(), end="")
+    # `python -m bridge.addresses` prints the tables for pasting into docs.
+    print(osc_reference_markdown())
+    print(control_reference_markdown(), end="")

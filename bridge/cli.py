@@ -193,6 +193,8 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--tui", action="store_true", help="show the terminal UI (needs a terminal)")
     p.add_argument("--control-port", type=_control_port, metavar="PORT", help="serve state and controls on 127.0.0.1:PORT for 'daw-bridge tui' (0: any free port, printed at start)")
     p.add_argument("--ws", metavar="[HOST:]PORT", help="serve a browser page at / and a WebSocket feed of every event at /ws (host 127.0.0.1 unless given; port 0: any free port, printed at start)")
+    p.add_argument("--osc-in", metavar="[HOST:]PORT", help="receive the live controls as OSC under PREFIX/control/... on this UDP port (host 127.0.0.1 unless given; 0: any free port, printed at start); see 'python -m bridge.addresses'")
+    p.add_argument("--oscquery", metavar="[HOST:]PORT", help="serve the OSC namespace per the OSCQuery proposal (HTTP JSON, LISTEN over WebSocket) on this TCP port (host 127.0.0.1 unless given); without --osc-in the controls get a free UDP port on the same host, given in ?HOST_INFO")
     p.add_argument("--demo", type=Path, metavar="AUDIO", help="start a dummy JACK server if none runs and loop AUDIO into the bridge")
     p.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
     p.set_defaults(handler=_run_live)
@@ -240,6 +242,8 @@ _FLAG_KEYS = [
     ("osc_silence", "osc.silence"),
     ("osc_timetag", "osc.timetag"),
     ("ws", "ws.listen"),
+    ("osc_in", "osc.control_in"),
+    ("oscquery", "osc.oscquery"),
 ]
 
 

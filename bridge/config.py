@@ -137,6 +137,8 @@ SETTINGS = [
     Setting("osc.spectrum", False, "send /bridge/spectrum: centroid (Hz), flatness (0..1), rolloff (Hz)", _bool),
     Setting("osc.chroma", False, "send /bridge/chroma: 12 pitch classes, 0..1", _bool),
     Setting("osc.timetag", "block", 'bundle timetags: "block" stamps each with its JACK period\'s time (already past on arrival); "immediate" for receivers that schedule by timetag (SuperCollider)', _choice("block", "immediate")),
+    Setting("osc.control_in", "", 'receive live controls as OSC (/bridge/control/...) on UDP "[HOST:]PORT" (host 127.0.0.1 unless given); "" receives none', _listen),
+    Setting("osc.oscquery", "", 'serve the OSCQuery namespace (HTTP JSON, LISTEN over WebSocket) on "[HOST:]PORT" (host 127.0.0.1 unless given); without control_in the controls get a free UDP port on the same host; "" serves none', _listen),
     Setting("ws.listen", "", 'serve the browser page and the WebSocket feed on "[HOST:]PORT" (host 127.0.0.1 unless given); "" serves nothing', _listen),
     Setting("ws.rate_hz", 60.0, "most pitch, dynamics and feature messages per second per input and client on the WebSocket (notes and onsets are never dropped)", _float_range(1.0, 1000.0)),
 ]

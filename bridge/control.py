@@ -10,6 +10,9 @@ answered with an error and otherwise ignored. A whole request line must arrive
 within a deadline, so clients that trickle bytes cannot hold the few
 connection slots.
 
+The checking and carrying out is `Controls`, which the OSC control-in
+(`bridge.osc_in`) uses too: one rule for a value whichever way it comes.
+
 The client side (`tui.remote.RemoteSource`) has the same methods as the
 runner, so the TUI works unchanged on either.
 
@@ -159,28 +162,15 @@ def _args(req: dict[str, Any], allowed: set[str]) -> None:
         raise BadRequest(f"unexpected field(s): {', '.join(sorted(extra))}")
 
 
-class ControlServer:
-    """Serves snapshots of `runner` and takes its controls on a loopback TCP port.
+class Controls:
+    """The requests every remote control of the runner accepts, checked and carried out:
+    the control port's JSON lines and the OSC control-in (`bridge.osc_in`) both come
+    here, so a value is refused or taken by one rule whichever way it arrives.
 
-    `port=0` picks a free port (see `.port`). Runs on daemon threads until `close()`.
+    `requests` and `rejected` count what came in; `close()` releases the take directory.
     """
 
-    def __init__(
-        self,
-        runner: Any,
-        host: str = "127.0.0.1",
-        port: int = DEFAULT_PORT,
-        take_dir: Path | None = None,
-        deadline_s: float = REQUEST_DEADLINE_S,
-    ) -> None:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise BridgeError(f"the control server binds to a loopback address only, not '{host}'")
-        if not 0 <= port <= 65535:
-            raise BridgeError(f"control port must be 0..65535, got {port}")
+    def __init__(self, runner: Any, take_dir: Path | None = None) -> None:
         self.runner = runner
         self.take_dir = (take_dir or Path.cwd()).resolve()
         # Opened once: takes go into this directory even if its path is swapped for a link later.
@@ -188,11 +178,9 @@ class ControlServer:
             self._take_dir_fd = os.open(self.take_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             raise BridgeError(f"cannot use '{self.take_dir}' for takes: {e.strerror or e}") from None
-        self.deadline_s = deadline_s
         self.requests = 0
         self.rejected = 0
         self._count_lock = threading.Lock()
-        self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "snapshot": self._snapshot,
             "set_param": self._set_param,
@@ -206,41 +194,8 @@ class ControlServer:
             "hold_tempo": self._hold_tempo,
             "tap_tempo": self._tap_tempo,
         }
-        server = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                sock: socket.socket = self.request
-                sock.settimeout(server.deadline_s)
-                if not server._clients.acquire(blocking=False):
-                    sock.sendall(b'{"ok": false, "error": "too many clients"}\n')
-                    return
-                try:
-                    server._serve(sock)
-                finally:
-                    server._clients.release()
-
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        class Server(socketserver.ThreadingTCPServer):
-            address_family = family
-            allow_reuse_address = True
-            daemon_threads = True
-            request_queue_size = 64  # a burst of connections is accepted, not left half-open
-
-        try:
-            self._server = Server((host, port), Handler)
-        except OSError as e:
-            os.close(self._take_dir_fd)
-            raise BridgeError(f"cannot open the control port {host}:{port}: {e.strerror or e}") from None
-        self.host, self.port = host, self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="daw-bridge-control", daemon=True)
-        self._thread.start()
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=2)
         os.close(self._take_dir_fd)
 
     def __enter__(self) -> Self:
@@ -249,27 +204,18 @@ class ControlServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _serve(self, sock: socket.socket) -> None:
-        lines = _RequestLines(sock, self.deadline_s)
-        while (line := lines.next()) is not None:
-            too_long = len(line) > MAX_REQUEST and not line.endswith(b"\n")
-            reply = self._reject("request too long") if too_long else self.handle(line)
-            try:
-                sock.settimeout(self.deadline_s)  # a client that reads no replies is dropped too
-                sock.sendall(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
-            except OSError:
-                return
-            if too_long:
-                return  # the rest of that line cannot be told from a next request
-
     def handle(self, line: bytes) -> dict[str, Any]:
         """Checks and carries out one request line; the reply as a dict."""
-        with self._count_lock:
-            self.requests += 1
         try:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError, RecursionError):
+            self._count()
             return self._reject("not a JSON request")
+        return self.request(req)
+
+    def request(self, req: Any) -> dict[str, Any]:
+        """Checks and carries out one decoded request; the reply as a dict."""
+        self._count()
         if not isinstance(req, dict) or not isinstance(req.get("op"), str):
             return self._reject("a request is a JSON object with an 'op'")
         op = self._ops.get(req["op"])
@@ -282,6 +228,10 @@ class ControlServer:
         except BridgeError as e:
             # A valid request the bridge could not carry out (e.g. a vanished port).
             return {"ok": False, "error": str(e)}
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.requests += 1
 
     def _reject(self, why: str) -> dict[str, Any]:
         with self._count_lock:
@@ -353,6 +303,82 @@ class ControlServer:
     def _audio_outputs(self, req: dict[str, Any]) -> list[str]:
         _args(req, set())
         return list(self.runner.audio_outputs())
+
+
+class ControlServer(Controls):
+    """Serves snapshots of `runner` and takes its controls on a loopback TCP port.
+
+    `port=0` picks a free port (see `.port`). Runs on daemon threads until `close()`.
+    """
+
+    def __init__(
+        self,
+        runner: Any,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        take_dir: Path | None = None,
+        deadline_s: float = REQUEST_DEADLINE_S,
+    ) -> None:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise BridgeError(f"the control server binds to a loopback address only, not '{host}'")
+        if not 0 <= port <= 65535:
+            raise BridgeError(f"control port must be 0..65535, got {port}")
+        super().__init__(runner, take_dir)
+        self.deadline_s = deadline_s
+        self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
+        server = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                sock: socket.socket = self.request
+                sock.settimeout(server.deadline_s)
+                if not server._clients.acquire(blocking=False):
+                    sock.sendall(b'{"ok": false, "error": "too many clients"}\n')
+                    return
+                try:
+                    server._serve(sock)
+                finally:
+                    server._clients.release()
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Server(socketserver.ThreadingTCPServer):
+            address_family = family
+            allow_reuse_address = True
+            daemon_threads = True
+            request_queue_size = 64  # a burst of connections is accepted, not left half-open
+
+        try:
+            self._server = Server((host, port), Handler)
+        except OSError as e:
+            super().close()
+            raise BridgeError(f"cannot open the control port {host}:{port}: {e.strerror or e}") from None
+        self.host, self.port = host, self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="daw-bridge-control", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)
+        super().close()
+
+    def _serve(self, sock: socket.socket) -> None:
+        lines = _RequestLines(sock, self.deadline_s)
+        while (line := lines.next()) is not None:
+            too_long = len(line) > MAX_REQUEST and not line.endswith(b"\n")
+            reply = self._reject("request too long") if too_long else self.handle(line)
+            try:
+                sock.settimeout(self.deadline_s)  # a client that reads no replies is dropped too
+                sock.sendall(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
+            except OSError:
+                return
+            if too_long:
+                return  # the rest of that line cannot be told from a next request
 
 
 class _RequestLines:

@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import rust_engine
 
@@ -43,6 +43,10 @@ from bridge.recorder import EventLog, RecordingError, TakeRecorder, TakeSnapshot
 from bridge.rtmidi_out import RtMidiOut
 from bridge.state import InputState, Snapshot
 from bridge.ws import WsFeed, is_loopback, parse_listen
+
+if TYPE_CHECKING:  # started by run() only, as clients of the runner
+    from bridge.osc_in import OscControlIn
+    from bridge.oscquery import OscQueryServer
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,10 @@ class LiveOptions:
     beat_source: str = default("bridge.beat_source")
     clock_input: int = default("bridge.clock_input")
     clock_stop_on_loss: bool = default("bridge.clock_stop_on_loss")
+    osc_in: tuple[str, int] | None = None
+    """Where OSC controls are received (`--osc-in`): host and UDP port."""
+    oscquery: tuple[str, int] | None = None
+    """Where the OSCQuery namespace is served (`--oscquery`): host and TCP port."""
     poll_ms: float = 5.0
 
 
@@ -159,6 +167,9 @@ class LiveRunner:
             raise BridgeError(f"--record-midi and --events name the same file '{options.events}'")
         self._log = EventLog(options.events, options.inputs) if options.events else None
         self.on_notes: Callable[[int, str, int, int, float], None] | None = None
+        self.event_sinks: list[Callable[[list[rust_engine.Event]], None]] = []
+        """Called with every batch of events on the dispatch thread (e.g. the OSCQuery server's
+        publish): each must return at once and never raise. Set before `start`."""
 
     # -- lifecycle -------------------------------------------------------
 
@@ -543,6 +554,8 @@ class LiveRunner:
             self._log.write(events)
         if self._ws is not None:
             self._ws.publish(events)
+        for sink in self.event_sinks:
+            sink(events)
         if self._rtmidi is not None:
             self._rtmidi.set_enabled(self._midi_enabled)
             self._rtmidi.send(events)
@@ -667,6 +680,8 @@ def options_from_settings(settings: dict[str, Any]) -> LiveOptions:
         beat_source=b["beat_source"],
         clock_input=_clock_input(b["clock_input"], b["inputs"]),
         clock_stop_on_loss=b["clock_stop_on_loss"],
+        osc_in=parse_listen(o["control_in"]) if o["control_in"] else None,
+        oscquery=parse_listen(o["oscquery"]) if o["oscquery"] else None,
     )
 
 
@@ -709,7 +724,7 @@ def run(
     # The engine computes the features only for an output that sends them: the OSC
     # kinds switched on, and all of them for the WebSocket feed (its page draws them).
     kinds = set(options.osc_features if options.osc else ())
-    if options.ws_listen is not None:
+    if options.ws_listen is not None or options.oscquery is not None:
         kinds |= set(addresses.FEATURE_KINDS)
     config = engine_config(with_features(engine, sorted(kinds)))
     # SIGHUP (the terminal closed) stops the bridge as SIGTERM and Ctrl-C do: every note closed.
@@ -719,6 +734,8 @@ def run(
     player: subprocess.Popen[bytes] | None = None
     runner: LiveRunner | None = None
     control = None
+    receiver: OscControlIn | None = None
+    query: OscQueryServer | None = None
     started = False
     lines: queue.SimpleQueue[str] = queue.SimpleQueue()
     try:
@@ -727,9 +744,12 @@ def run(
                 server = jackd.start(die_with_parent=True)
             except jackd.JackdError as e:
                 raise BridgeError(str(e)) from None
-        if options.ws_listen is not None and not is_loopback(options.ws_listen[0]):
-            print(f"daw-bridge: warning: the WebSocket feed will listen on {options.ws_listen[0]}, "
-                  "where other machines may reach it; it has no authentication", file=sys.stderr)
+        osc_in = options.osc_in
+        if options.oscquery is not None and osc_in is None:
+            osc_in = (options.oscquery[0], 0)  # OSCQuery's HOST_INFO tells clients the port
+        _warn_if_public("the WebSocket feed", options.ws_listen)
+        _warn_if_public("the OSC control in", osc_in)
+        _warn_if_public("the OSCQuery server", options.oscquery)
         runner = LiveRunner(options, config)
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
         if control_port is not None:
@@ -739,6 +759,8 @@ def run(
             control = ControlServer(runner, port=control_port)
             runner.control_port = control.port
             print(f"daw-bridge: control port 127.0.0.1:{control.port} ('daw-bridge tui --port {control.port}')", file=sys.stderr)
+        if osc_in is not None:
+            receiver, query = _open_remotes(runner, options, osc_in, config)
         if runner.ws_url is not None:
             print(f"daw-bridge: browser page {runner.ws_url}, WebSocket feed {runner.ws_url}ws", file=sys.stderr)
         runner.start()
@@ -765,6 +787,8 @@ def run(
         try:
             if control is not None:
                 control.close()
+            if receiver is not None:
+                receiver.close()  # no control may arrive while the runner stops
             if player is not None:
                 processes.stop_process(player)
             if runner is not None:
@@ -772,6 +796,11 @@ def run(
                 _drain_lines(lines)
                 if started:
                     print(f"daw-bridge: stopped; {_xrun_summary(runner.snapshot())}", file=sys.stderr)
+            if query is not None:
+                query.close()
+            if receiver is not None:
+                print(f"daw-bridge: OSC control in: {receiver.messages} messages, {receiver.refused} refused",
+                      file=sys.stderr)
         finally:
             if server is not None and server.owned:
                 server.stop()
@@ -779,6 +808,49 @@ def run(
         print(f"daw-bridge: error: {runner.failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def _warn_if_public(what: str, listen: tuple[str, int] | None) -> None:
+    """Every listener binds loopback unless told otherwise, and says so when told."""
+    if listen is not None and not is_loopback(listen[0]):
+        print(f"daw-bridge: warning: {what} will listen on {listen[0]}, where other machines may reach it; "
+              "it has no authentication", file=sys.stderr)
+
+
+def _open_remotes(
+    runner: LiveRunner, options: LiveOptions, osc_in: tuple[str, int], config: rust_engine.EngineConfig
+) -> tuple[OscControlIn, OscQueryServer | None]:
+    """The OSC control in and (with `options.oscquery`) the OSCQuery server, both clients of
+    the runner: bound before the JACK client opens, so a busy port fails before anything is live."""
+    from bridge.osc_in import CONTROL, OscControlIn
+    from bridge.oscquery import OscQueryServer
+
+    try:
+        receiver = OscControlIn(runner, *osc_in, options.osc_prefix)
+    except OSError as e:
+        flag = "--osc-in" if options.osc_in is not None else "--oscquery (its OSC control in)"
+        raise BridgeError(f"{flag}: cannot listen on {osc_in[0]}:{osc_in[1]}: {e.strerror or e}") from None
+    print(f"daw-bridge: OSC control in on udp {_host_port(receiver.host, receiver.port)} "
+          f"({options.osc_prefix}/{CONTROL}/...)", file=sys.stderr)
+    if options.oscquery is None:
+        return receiver, None
+    host, port = options.oscquery
+    try:
+        query = OscQueryServer(
+            host, port, name=runner.options.client_name, prefix=options.osc_prefix, n_inputs=options.inputs,
+            bands=int(config.to_dict()["features"]["bands"]), rate_hz=options.osc_rate,
+            osc_in=(receiver.host, receiver.port), snapshot=runner.snapshot,
+        )
+    except OSError as e:
+        receiver.close()
+        raise BridgeError(f"--oscquery: cannot listen on {host}:{port}: {e.strerror or e}") from None
+    runner.event_sinks.append(query.publish)
+    print(f"daw-bridge: OSCQuery namespace {query.url} (LISTEN over WebSocket on the same port)", file=sys.stderr)
+    return receiver, query
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _start_demo_player(audio: Path, client: str, inputs: int) -> subprocess.Popen[bytes]:

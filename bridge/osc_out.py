@@ -276,19 +276,29 @@ class OscSender:
         self.close()
 
     def _message(self, event: Event, input_: int, kind: OscKind) -> OscMessage:
-        builder = OscMessageBuilder(osc_address(self.prefix, input_, self.n_inputs, kind))
-        for arg in OSC_MESSAGES[kind].args:
-            if arg.repeat:
-                for v in getattr(event, arg.name):
-                    builder.add_arg(v, arg.type)
-                continue
-            value = (
-                0
-                if event.kind == "note_off" and arg.name == "velocity"
-                else getattr(event, arg.name)
-            )
-            builder.add_arg(value, arg.type)
-        return builder.build()
+        return event_message(event, osc_address(self.prefix, input_, self.n_inputs, kind), kind)
+
+
+def event_values(event: Event, kind: OscKind) -> list[tuple[str, float | int]]:
+    """The (OSC type, value) arguments of `kind`'s message for `event`, in order (a
+    note-off's velocity is 0): the OSC message and OSCQuery's VALUE both read them."""
+    values: list[tuple[str, float | int]] = []
+    for arg in OSC_MESSAGES[kind].args:
+        if arg.repeat:
+            values.extend((arg.type, v) for v in getattr(event, arg.name))
+        elif event.kind == "note_off" and arg.name == "velocity":
+            values.append((arg.type, 0))
+        else:
+            values.append((arg.type, getattr(event, arg.name)))
+    return values
+
+
+def event_message(event: Event, address: str, kind: OscKind) -> OscMessage:
+    """The OSC message of `kind` for `event` at `address` (also OSCQuery's LISTEN packets)."""
+    builder = OscMessageBuilder(address)
+    for type_, value in event_values(event, kind):
+        builder.add_arg(value, type_)
+    return builder.build()
 
 
 FEATURE_SILENT = 1e-3

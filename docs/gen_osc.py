@@ -14,7 +14,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from bridge.addresses import CLIENT_NAME, DEFAULT_OSC_PREFIX, MIDI_OUT_PORT, input_port, osc_reference_markdown
+from bridge.addresses import (
+    CLIENT_NAME,
+    DEFAULT_OSC_PREFIX,
+    MIDI_OUT_PORT,
+    control_reference_markdown,
+    input_port,
+    osc_reference_markdown,
+)
 
 OSC_MD = Path(__file__).with_name("osc.md")
 
@@ -40,6 +47,16 @@ Bands, spectrum and chroma are sent only when switched on in the config file (`[
 rate-limited like pitch. Their 0..1 values need no scaling: a slow auto-gain follows the
 loudest band (`[engine.features]` `range_db`, `autogain_ms`) and every value is smoothed
 (`attack_ms`, `release_ms`).
+
+## Controls in
+
+With `daw-bridge run --osc-in [HOST:]PORT` the bridge takes its live controls as OSC on that
+UDP port (host 127.0.0.1 unless given). They are checked like the control port's requests: a
+message with a wrong address, type or value is refused, counted, and logged once per address.
+
+{control_reference_markdown()}
+`--oscquery [HOST:]PORT` serves all of these addresses, with types, ranges and current values,
+per the OSCQuery proposal (see the README's "OSC control in and OSCQuery").
 
 JACK ports, for the same names in your DAW's routing: audio inputs `{CLIENT_NAME}:{input_port(1)}`,
 `{CLIENT_NAME}:{input_port(2)}`, ... and the MIDI output `{CLIENT_NAME}:{MIDI_OUT_PORT}` (input k plays on
