@@ -213,7 +213,7 @@ impl SpectralFeatures {
         let total: f32 = power.iter().sum();
         let (mut weighted, mut magnitude) = (0.0f32, 0.0f32);
         for (c, &f) in spectrum[1..].iter().zip(hz) {
-            let m = c.norm();
+            let m = c.norm_sqr().sqrt();
             weighted += m * f;
             magnitude += m;
         }
