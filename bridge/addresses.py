@@ -306,6 +306,10 @@ def control_specs() -> tuple[ControlSpec, ...]:
             "bridge's directory; never over an existing file or one the bridge writes",
         ),
         ControlSpec("/record/stop", "", "End the take being recorded"),
+        ControlSpec("/tempo/halve", "", "Halve the tracked tempo (it was heard twice too fast)"),
+        ControlSpec("/tempo/double", "", "Double the tracked tempo (it was heard twice too slow)"),
+        ControlSpec("/tempo/hold", "i|T|F", "Hold the tempo (1, T) or let it follow the audio again (0, F)"),
+        ControlSpec("/tempo/tap", "", "A tapped beat, at the time the message arrives: four taps set the tempo"),
     ]
     return tuple(out)
 

@@ -59,15 +59,31 @@ def request_for(spec: ControlSpec, args: tuple[Any, ...]) -> dict[str, Any]:
     if spec.types == "i|T|F":
         if len(args) != 1 or not isinstance(args[0], bool | int) or args[0] not in (0, 1):
             raise Refused(f"takes 1 or 0 (i) or T or F, got {_describe(args)}")
-        op = "set_midi_enabled" if spec.path == "/midi" else "set_osc_enabled"
-        return {"op": op, "enabled": bool(args[0])}
+        op, field = SWITCHES[spec.path]
+        return {"op": op, field: bool(args[0])}
     if spec.path == "/record":
         if len(args) != 1 or not isinstance(args[0], str):
             raise Refused(f"takes one string, the take's file name, got {_describe(args)}")
         return {"op": "start_recording", "name": args[0]}
     if args:
         raise Refused(f"takes no arguments, got {_describe(args)}")
-    return {"op": "stop_recording"}
+    return dict(TRIGGERS[spec.path])
+
+
+SWITCHES = {
+    "/midi": ("set_midi_enabled", "enabled"),
+    "/osc": ("set_osc_enabled", "enabled"),
+    "/tempo/hold": ("hold_tempo", "held"),
+}
+"""The control port's op and field for each on/off control."""
+
+TRIGGERS: dict[str, dict[str, Any]] = {
+    "/record/stop": {"op": "stop_recording"},
+    "/tempo/halve": {"op": "scale_tempo", "factor": 0.5},
+    "/tempo/double": {"op": "scale_tempo", "factor": 2},
+    "/tempo/tap": {"op": "tap_tempo"},  # no "at": tapped when it arrives
+}
+"""The control port's request for each control that takes no argument."""
 
 
 def _describe(args: tuple[Any, ...]) -> str:

@@ -148,6 +148,8 @@ def control_value(spec: ControlSpec, snap: Snapshot) -> list[Any] | None:
         return [snap.osc_enabled]
     if spec.path == "/record":
         return [snap.recording.rpartition("/")[2] if snap.recording else ""]
+    if spec.path == "/tempo/hold":
+        return [snap.tempo_held]
     return None
 
 
