@@ -104,7 +104,8 @@ def melody(rng: np.random.Generator, root: int, mode: str, low: int, high: int, 
     scale = sorted(m for m in range(low, high + 1) if (m - root) % 12 in MODES[mode])
     beat = 60.0 / bpm
     idx = int(rng.integers(len(scale) // 3, 2 * len(scale) // 3 + 1))
-    t, notes, left = lead_s, [], 0
+    t, left = lead_s, 0
+    notes: list[_Note] = []
     for _ in range(n_notes):
         phrase_start = left == 0
         if phrase_start:
