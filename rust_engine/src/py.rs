@@ -9,6 +9,7 @@ use crate::analyzer::Analyzer;
 use crate::config::{EngineConfig, LiveParam, SetError, LIVE_PARAMS, MAX_BLOCK};
 use crate::error;
 use crate::event::{Event, EventData};
+use crate::scale::SCALE_MODES;
 use crate::live::{ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent, MAX_BEND_RANGE, MAX_INPUTS};
 use crate::player::{Player, PlayerConfig, PlayerError, PlayerShared};
 
@@ -854,6 +855,7 @@ fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(marking_for_db, m)?)?;
     m.add("MAX_INPUTS", MAX_INPUTS)?;
     m.add("MAX_BEND_RANGE", MAX_BEND_RANGE as f64)?;
+    m.add("SCALE_MODES", SCALE_MODES.iter().map(|(name, _)| *name).collect::<Vec<_>>())?;
     m.add(
         "__all__",
         [
@@ -865,6 +867,7 @@ fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "MAX_BEND_RANGE",
             "MAX_INPUTS",
             "Player",
+            "SCALE_MODES",
             "marking_for_db",
         ],
     )?;
