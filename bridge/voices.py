@@ -376,7 +376,7 @@ def flute(notes: list[_Note], rng: np.random.Generator, phenomena: Sequence[str]
     tone = sum(a * np.sin(2 * np.pi * h * phase) for h, a in ((1, 1.0), (2, 0.3), (3, 0.1), (4, 0.05)))
     tone = tone * s.env
     breath = _hp_noise(rng, s.n, 2)
-    tone += 0.05 * (0.3 + s.env) * breath / np.std(breath)
+    tone += 0.05 * s.env * breath / np.std(breath)
     return tone, s.truth
 
 
