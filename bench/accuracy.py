@@ -31,8 +31,18 @@ Scores are averaged over files (each file counts once). The contenders:
   segmentation: a note starts at each onset or at each new stable pyin pitch,
   its pitch is the median pyin pitch of the segment.
 
+With --voices it scores the generated voices of bridge/voices.py instead (no
+FluidSynth needed; 33 clips: sung with each phenomenon alone and all together,
+sax, flute, bass) per family and per phenomenon, with mir_eval: note F onset
+only and with offsets (within 20 % of the note or 50 ms), notes out per note
+in, and onset F of the notes' onsets. Contenders there: daw-bridge with its
+defaults, "daw-bridge voice" (the engine with VOICE_SETTINGS, the settings
+README recommends for a singer), librosa (pyin and the segmentation above) and
+basic-pitch (Spotify's model through onnxruntime; see run_basic_pitch).
+
 Usage: python -m bench.accuracy [--corpus DIR] [--json OUT] [--jobs N]
-       [--only NAME,...] [--files SUBSTR] [--examples]
+       [--only NAME,...] [--files SUBSTR] [--examples] [--engine-config TOML]
+       python -m bench.accuracy --voices [--seed N] [--per-clip] [--only NAME,...]
 """
 
 from __future__ import annotations
@@ -104,12 +114,24 @@ def notes_array(notes: list[tuple[float, float, float]], end: float) -> tuple[np
 ENGINE_SETTINGS: dict = {}
 
 
-def run_engine(audio: np.ndarray, sr: int) -> Estimate:
+VOICE_SETTINGS: dict = {"notes": {"slur_look_back_ms": 16.0}}
+"""The engine settings README recommends for a singer (contender 'daw-bridge voice')."""
+
+
+def run_engine_voice(audio: np.ndarray, sr: int) -> Estimate:
+    settings = {k: dict(v) if isinstance(v, dict) else v for k, v in ENGINE_SETTINGS.items()}
+    for table, values in VOICE_SETTINGS.items():
+        settings.setdefault(table, {}).update(values)
+    return run_engine(audio, sr, settings)
+
+
+def run_engine(audio: np.ndarray, sr: int, settings: dict | None = None) -> Estimate:
     from rust_engine import Analyzer, EngineConfig
 
     from bridge.analyze import pair_notes, without_retracted
 
-    an = Analyzer(EngineConfig({**ENGINE_SETTINGS, "sample_rate": sr, "hop": HOP}))
+    an = Analyzer(EngineConfig({**(ENGINE_SETTINGS if settings is None else settings), "sample_rate": sr,
+                                "hop": HOP}))
     events = []
     for i in range(0, len(audio), HOP):
         events.extend(an.process(audio[i:i + HOP]))
@@ -248,8 +270,8 @@ def run_basic_pitch(audio: np.ndarray, sr: int) -> Estimate:
     return Estimate(np.zeros(0), np.zeros(0), iv[:, 0] if len(iv) else np.zeros(0), iv, midi)
 
 
-RUNNERS = {"daw-bridge": run_engine, "aubio": run_aubio, "librosa": run_librosa,
-           "basic-pitch": run_basic_pitch}
+RUNNERS = {"daw-bridge": run_engine, "daw-bridge voice": run_engine_voice, "aubio": run_aubio,
+           "librosa": run_librosa, "basic-pitch": run_basic_pitch}
 
 
 # --- scoring ----------------------------------------------------------------
@@ -342,7 +364,7 @@ def evaluate(task: tuple[str, int, corpus.Item]) -> tuple[str, int, dict]:
 
 # --- voices (--voices) -------------------------------------------------------
 
-VOICE_ALGORITHMS = ("daw-bridge", "librosa", "basic-pitch")
+VOICE_ALGORITHMS = ("daw-bridge", "daw-bridge voice", "librosa", "basic-pitch")
 VOICE_JSON = Path(__file__).resolve().parent / "results" / "voices.json"
 VOICE_CLIPS: list = []
 """bridge.voices clips, made before the pool forks so the workers share them."""
@@ -396,14 +418,14 @@ def print_voice_tables(clips: list, results: dict[str, dict[int, dict]], algos: 
     """One table per metric: groups down, contenders across (means over clips)."""
     summary: dict = {}
     for key, title in VOICE_METRICS:
-        print(f"{title:28}" + "".join(f"{a:>13}" for a in algos))
-        print("-" * (28 + 13 * len(algos)))
+        print(f"{title:28}" + "".join(f"{a:>18}" for a in algos))
+        print("-" * (28 + 18 * len(algos)))
         for label, idx in voice_groups(clips):
             row = f"{label:28}"
             for a in algos:
                 v = mean([results[a][i] for i in idx if i in results[a]], key)
                 summary.setdefault(label, {}).setdefault(a, {})[key] = v
-                row += fmt(v, 13)
+                row += fmt(v, 18)
             print(row)
         print()
     if per_clip:
@@ -422,7 +444,7 @@ def run_voices(args: argparse.Namespace, algos: list[str]) -> int:
     from bridge import voices
 
     VOICE_CLIPS.extend(c for c in voices.corpus(seed=args.seed) if args.files in c.name)
-    tasks = [(a, i) for a in sorted(algos, key=lambda a: a == "daw-bridge") for i in range(len(VOICE_CLIPS))]
+    tasks = [(a, i) for a in sorted(algos, key=lambda a: a.startswith("daw-bridge")) for i in range(len(VOICE_CLIPS))]
     t0 = time.perf_counter()
     results: dict[str, dict[int, dict]] = {a: {} for a in algos}
     with mp.get_context("fork").Pool(args.jobs) as pool:
@@ -547,12 +569,12 @@ def main() -> int:
     if unknown:
         print(f"accuracy: unknown contender(s) {unknown}; choose from {list(RUNNERS)}", file=sys.stderr)
         return 2
-    if "daw-bridge" in algos:
+    if any(a.startswith("daw-bridge") for a in algos):
         try:
             import rust_engine  # noqa: F401
         except ImportError as exc:
             print(f"accuracy: daw-bridge engine not importable ({exc}); skipping it", file=sys.stderr)
-            algos.remove("daw-bridge")
+            algos = [a for a in algos if not a.startswith("daw-bridge")]
     if args.voices:
         return run_voices(args, algos)
     items = [it for it in corpus.load(args.corpus) if args.files in it.name]
