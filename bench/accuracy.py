@@ -575,6 +575,13 @@ def main() -> int:
         except ImportError as exc:
             print(f"accuracy: daw-bridge engine not importable ({exc}); skipping it", file=sys.stderr)
             algos = [a for a in algos if not a.startswith("daw-bridge")]
+    if "basic-pitch" in algos:
+        try:
+            import basic_pitch.inference  # noqa: F401
+        except ImportError as exc:
+            print(f"accuracy: basic-pitch not importable ({exc}); skipping it. Install it with "
+                  "pip install --no-deps basic-pitch==0.4.0 (README, 'Voices')", file=sys.stderr)
+            algos.remove("basic-pitch")
     if args.voices:
         return run_voices(args, algos)
     items = [it for it in corpus.load(args.corpus) if args.files in it.name]
