@@ -5,7 +5,6 @@ on generated singing (bridge/voices.py), the engine's snapping shared with
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import mido
@@ -20,6 +19,7 @@ from bridge.bend import BEND_CENTRE
 from bridge.recorder import TakeRecorder
 from bridge.signals import SR, harmonic
 from bridge.tuning import estimate_key, parse_scale, parse_tuning, scale_name
+from conftest import CLI
 
 ONSET_TOL_S = 0.05
 
@@ -94,7 +94,7 @@ def test_a_scale_snaps_note_numbers_to_its_nearest_degree(tmp_path):
 
 
 def test_scale_auto_keeps_an_in_key_melody_and_names_its_key(tmp_path):
-    path, clip = _sung(tmp_path, 440.0, phenomena=("plain",), seed=9)
+    path, _ = _sung(tmp_path, 440.0, phenomena=("plain",), seed=9)
     chromatic = analyze_file(path)
     snapped = analyze_file(path, scale="auto")
     # A minor or its relative C major: the same notes, so nothing in key moves.
@@ -127,7 +127,7 @@ def test_engine_setting_is_what_the_flags_set():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -9,9 +9,9 @@ use crate::analyzer::Analyzer;
 use crate::config::{EngineConfig, LiveParam, SetError, LIVE_PARAMS, MAX_BLOCK};
 use crate::error;
 use crate::event::{Event, EventData};
-use crate::scale::SCALE_MODES;
 use crate::live::{ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent, MAX_BEND_RANGE, MAX_INPUTS};
 use crate::player::{Player, PlayerConfig, PlayerError, PlayerShared};
+use crate::scale::SCALE_MODES;
 
 // -- errors: every engine error becomes a Python exception here, and only here --
 
