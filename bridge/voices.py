@@ -11,7 +11,8 @@ phenomenon (bench/accuracy.py --voices) and tests can use singing:
   whose vowel changes from note to note, jitter (period noise) and shimmer
   (amplitude noise) always; on demand (`PHENOMENA`) vibrato up to a semitone
   wide at 4.5-7.5 Hz that fades in after a delay, scoops from below into
-  notes, legato glides between notes, consonant noise before words and
+  notes, legato glides between notes (the level dips by up to 2 dB across
+  each), consonant noise before words and
   breaths between phrases, a slow intonation drift, a quiet level;
 - the saxophone: a bright reed tone through a body resonance, breath noise
   that follows the level, and key clicks at each change of note;
