@@ -31,8 +31,18 @@ Scores are averaged over files (each file counts once). The contenders:
   segmentation: a note starts at each onset or at each new stable pyin pitch,
   its pitch is the median pyin pitch of the segment.
 
+With --voices it scores the generated voices of bridge/voices.py instead (no
+FluidSynth needed; 33 clips: sung with each phenomenon alone and all together,
+sax, flute, bass) per family and per phenomenon, with mir_eval: note F onset
+only and with offsets (within 20 % of the note or 50 ms), notes out per note
+in, and onset F of the notes' onsets. Contenders there: daw-bridge with its
+defaults, "daw-bridge voice" (the engine with VOICE_SETTINGS, the settings
+README recommends for a singer), librosa (pyin and the segmentation above) and
+basic-pitch (Spotify's model through onnxruntime; see run_basic_pitch).
+
 Usage: python -m bench.accuracy [--corpus DIR] [--json OUT] [--jobs N]
-       [--only NAME,...] [--files SUBSTR] [--examples]
+       [--only NAME,...] [--files SUBSTR] [--examples] [--engine-config TOML]
+       python -m bench.accuracy --voices [--seed N] [--per-clip] [--only NAME,...]
 """
 
 from __future__ import annotations
@@ -104,12 +114,24 @@ def notes_array(notes: list[tuple[float, float, float]], end: float) -> tuple[np
 ENGINE_SETTINGS: dict = {}
 
 
-def run_engine(audio: np.ndarray, sr: int) -> Estimate:
+VOICE_SETTINGS: dict = {"notes": {"slur_look_back_ms": 16.0}}
+"""The engine settings README recommends for a singer (contender 'daw-bridge voice')."""
+
+
+def run_engine_voice(audio: np.ndarray, sr: int) -> Estimate:
+    settings = {k: dict(v) if isinstance(v, dict) else v for k, v in ENGINE_SETTINGS.items()}
+    for table, values in VOICE_SETTINGS.items():
+        settings.setdefault(table, {}).update(values)
+    return run_engine(audio, sr, settings)
+
+
+def run_engine(audio: np.ndarray, sr: int, settings: dict | None = None) -> Estimate:
     from rust_engine import Analyzer, EngineConfig
 
     from bridge.analyze import pair_notes, without_retracted
 
-    an = Analyzer(EngineConfig({**ENGINE_SETTINGS, "sample_rate": sr, "hop": HOP}))
+    an = Analyzer(EngineConfig({**(ENGINE_SETTINGS if settings is None else settings), "sample_rate": sr,
+                                "hop": HOP}))
     events = []
     for i in range(0, len(audio), HOP):
         events.extend(an.process(audio[i:i + HOP]))
@@ -225,7 +247,31 @@ def segment_pyin(times: np.ndarray, f0: np.ndarray, voiced: np.ndarray, onsets: 
     return notes
 
 
-RUNNERS = {"daw-bridge": run_engine, "aubio": run_aubio, "librosa": run_librosa}
+def run_basic_pitch(audio: np.ndarray, sr: int) -> Estimate:
+    """Spotify's basic-pitch (ICASSP 2022 model through onnxruntime), default
+    thresholds. It transcribes polyphony; for a monophonic line a note that
+    spends more than half its length under a louder one is dropped (mostly its
+    octave-up ghosts)."""
+    import tempfile
+
+    from basic_pitch import ICASSP_2022_MODEL_PATH
+    from basic_pitch.inference import predict
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        sf.write(tmp.name, audio, sr)
+        _, _, events = predict(tmp.name, ICASSP_2022_MODEL_PATH)
+    notes = []
+    for s, e, p, a, _ in events:
+        louder = sum(max(0.0, min(e, e2) - max(s, s2)) for s2, e2, _, a2, _ in events if a2 > a)
+        if louder <= 0.5 * (e - s):
+            notes.append((float(s), float(e), float(p)))
+    notes.sort()
+    iv, midi = notes_array(notes, len(audio) / sr)
+    return Estimate(np.zeros(0), np.zeros(0), iv[:, 0] if len(iv) else np.zeros(0), iv, midi)
+
+
+RUNNERS = {"daw-bridge": run_engine, "daw-bridge voice": run_engine_voice, "aubio": run_aubio,
+           "librosa": run_librosa, "basic-pitch": run_basic_pitch}
 
 
 # --- scoring ----------------------------------------------------------------
@@ -316,6 +362,111 @@ def evaluate(task: tuple[str, int, corpus.Item]) -> tuple[str, int, dict]:
     return algo, idx, res
 
 
+# --- voices (--voices) -------------------------------------------------------
+
+VOICE_ALGORITHMS = ("daw-bridge", "daw-bridge voice", "librosa", "basic-pitch")
+VOICE_JSON = Path(__file__).resolve().parent / "results" / "voices.json"
+VOICE_CLIPS: list = []
+"""bridge.voices clips, made before the pool forks so the workers share them."""
+VOICE_METRICS = (("note_f", "note F (onset)"), ("note_f_off", "note F (onset+offset)"),
+                 ("notes_per_note", "notes out per note in"), ("onset_f", "onset F"))
+PHENOMENON_LABELS = {"glide": "legato glide", "consonants": "consonants/breath"}
+
+
+def score_voice(ref: np.ndarray, est: Estimate) -> dict:
+    """Note F with mir_eval (50 ms onsets, 50 cents), onset only and with
+    offsets (mir_eval's default: within 20 % of the note or 50 ms); notes out
+    per note in; onset F of the notes' onsets, pitch ignored."""
+    import mir_eval
+
+    ref_iv, ref_hz = ref[:, :2], hz(ref[:, 2])
+    out = {"n_ref": len(ref), "n_est": len(est.note_midi), "notes_per_note": len(est.note_midi) / len(ref)}
+    for key, ratio in (("note_f", None), ("note_f_off", 0.2)):
+        out[key] = mir_eval.transcription.precision_recall_f1_overlap(
+            ref_iv, ref_hz, est.note_intervals, hz(est.note_midi), onset_tolerance=ONSET_WINDOW_S,
+            pitch_tolerance=PITCH_TOL_CENTS, offset_ratio=ratio)[2] if len(est.note_midi) else 0.0
+    est_on = np.sort(est.note_intervals[:, 0]) if len(est.note_midi) else np.zeros(0)
+    out["onset_f"] = mir_eval.onset.f_measure(ref[:, 0], est_on, window=ONSET_WINDOW_S)[0]
+    return out
+
+
+def evaluate_voice(task: tuple[str, int]) -> tuple[str, int, dict]:
+    algo, idx = task
+    clip = VOICE_CLIPS[idx]
+    t0 = time.perf_counter()
+    res = score_voice(clip.note_array(), RUNNERS[algo](clip.signal, clip.rate))
+    res["seconds"] = time.perf_counter() - t0
+    return algo, idx, res
+
+
+def voice_groups(clips: list) -> list[tuple[str, list[int]]]:
+    """Every clip; each family; each phenomenon (every clip labelled with it, any family)."""
+    from bridge import voices
+
+    groups = [(f"all ({len(clips)} clips)", list(range(len(clips))))]
+    for fam in voices.FAMILIES:
+        idx = [i for i, c in enumerate(clips) if c.family == fam]
+        groups.append((f"{fam} ({len(idx)})", idx))
+    for ph in voices.PHENOMENA:
+        idx = [i for i, c in enumerate(clips) if ph in c.phenomena]
+        groups.append((f"{PHENOMENON_LABELS.get(ph, ph)} ({len(idx)})", idx))
+    return [(label, idx) for label, idx in groups if idx]
+
+
+def print_voice_tables(clips: list, results: dict[str, dict[int, dict]], algos: list[str],
+                       per_clip: bool) -> dict:
+    """One table per metric: groups down, contenders across (means over clips)."""
+    summary: dict = {}
+    for key, title in VOICE_METRICS:
+        print(f"{title:28}" + "".join(f"{a:>18}" for a in algos))
+        print("-" * (28 + 18 * len(algos)))
+        for label, idx in voice_groups(clips):
+            row = f"{label:28}"
+            for a in algos:
+                v = mean([results[a][i] for i in idx if i in results[a]], key)
+                summary.setdefault(label, {}).setdefault(a, {})[key] = v
+                row += fmt(v, 18)
+            print(row)
+        print()
+    if per_clip:
+        print(f"{'clip':44}" + "".join(f"{a:>22}" for a in algos) + "   (note F / with offsets / out per in)")
+        for i, c in enumerate(clips):
+            row = f"{c.name:44}"
+            for a in algos:
+                r = results[a].get(i)
+                row += f"{'n/a':>22}" if r is None else (
+                    f"{r['note_f']:8.3f}{r['note_f_off']:7.3f}{r['notes_per_note']:7.2f}")
+            print(row)
+    return summary
+
+
+def run_voices(args: argparse.Namespace, algos: list[str]) -> int:
+    from bridge import voices
+
+    VOICE_CLIPS.extend(c for c in voices.corpus(seed=args.seed) if args.files in c.name)
+    tasks = [(a, i) for a in sorted(algos, key=lambda a: a.startswith("daw-bridge")) for i in range(len(VOICE_CLIPS))]
+    t0 = time.perf_counter()
+    results: dict[str, dict[int, dict]] = {a: {} for a in algos}
+    with mp.get_context("fork").Pool(args.jobs) as pool:
+        for algo, idx, res in pool.imap_unordered(evaluate_voice, tasks):
+            results[algo][idx] = res
+    audio_s = sum(len(c.signal) / c.rate for c in VOICE_CLIPS)
+    print(f"{len(VOICE_CLIPS)} clips of bridge.voices (seed {args.seed}, {audio_s:.0f} s of audio), "
+          f"{args.jobs} jobs, {time.perf_counter() - t0:.0f} s wall\n")
+    summary = print_voice_tables(VOICE_CLIPS, results, algos, args.per_clip)
+    print("CPU seconds per contender: " + ", ".join(
+        f"{a} {sum(r['seconds'] for r in results[a].values()):.1f}" for a in algos))
+    out = args.json if args.json != DEFAULT_JSON else VOICE_JSON
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "summary": summary,
+        "clips": [{"name": c.name, "family": c.family, "phenomena": c.phenomena, "key": c.key,
+                   **{a: results[a].get(i) for a in algos}} for i, c in enumerate(VOICE_CLIPS)],
+    }, indent=1, default=float))
+    print(f"\nwrote {out}")
+    return 0
+
+
 # --- report -----------------------------------------------------------------
 
 METRICS = (("rpa", "RPA"), ("onset_f", "onset F"), ("note_f", "note F"))
@@ -402,7 +553,13 @@ def main() -> int:
     ap.add_argument("--examples", action="store_true", help="print note-error diagnostics")
     ap.add_argument("--engine-config", type=Path, metavar="TOML",
                     help="a daw-bridge config file whose [engine] table the engine uses")
+    ap.add_argument("--voices", action="store_true",
+                    help="score the generated voices of bridge/voices.py instead (per family and phenomenon)")
+    ap.add_argument("--seed", type=int, default=0, help="--voices: the corpus seed")
+    ap.add_argument("--per-clip", action="store_true", help="--voices: print every clip's figures")
     args = ap.parse_args()
+    if args.voices and args.only == ",".join(ALGORITHMS):
+        args.only = ",".join(VOICE_ALGORITHMS)
     if args.engine_config:
         import tomllib
 
@@ -412,12 +569,21 @@ def main() -> int:
     if unknown:
         print(f"accuracy: unknown contender(s) {unknown}; choose from {list(RUNNERS)}", file=sys.stderr)
         return 2
-    if "daw-bridge" in algos:
+    if any(a.startswith("daw-bridge") for a in algos):
         try:
             import rust_engine  # noqa: F401
         except ImportError as exc:
             print(f"accuracy: daw-bridge engine not importable ({exc}); skipping it", file=sys.stderr)
-            algos.remove("daw-bridge")
+            algos = [a for a in algos if not a.startswith("daw-bridge")]
+    if "basic-pitch" in algos:
+        try:
+            import basic_pitch.inference  # noqa: F401
+        except ImportError as exc:
+            print(f"accuracy: basic-pitch not importable ({exc}); skipping it. Install it with "
+                  "pip install --no-deps basic-pitch==0.4.0 (README, 'Voices')", file=sys.stderr)
+            algos.remove("basic-pitch")
+    if args.voices:
+        return run_voices(args, algos)
     items = [it for it in corpus.load(args.corpus) if args.files in it.name]
     # Slowest first (pyin) so the pool's two workers finish together.
     tasks = [(a, i, it) for a in sorted(algos, key=lambda a: a != "librosa") for i, it in enumerate(items)]

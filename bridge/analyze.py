@@ -10,22 +10,25 @@ in constant memory.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import select
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Any, Literal, Self
 
 import mido
 import numpy as np
 import soundfile as sf
 from rust_engine import Analyzer, ConfigError, EngineConfig, Event
 
+from bridge import tuning as tuning_
+from bridge.bend import BEND_CENTRE, BEND_STEP, bend_value
 from bridge.errors import BridgeError
 
 MAX_BLOCK = 1 << 20
@@ -65,6 +68,10 @@ class Result:
     channels: int
     event_count: int
     notes: list[Note]
+    tuning_hz: float = 440.0
+    """The A4 reference the notes were read against."""
+    scale: tuning_.Scale = (0, 0)
+    """The scale they were snapped to ((0, 0): chromatic)."""
 
     @property
     def duration(self) -> float:
@@ -83,12 +90,19 @@ def analyze_file(
     settings: dict[str, Any] | None = None,
     midi_out: Path | None = None,
     events_out: Path | None = None,
+    tuning: float | Literal["auto"] | None = None,
+    scale: tuning_.Scale | Literal["auto"] | None = None,
+    bend_range: float = 0.0,
 ) -> Result:
     """Streams ``path`` through a new Analyzer and writes the requested outputs.
 
     The engine's sample rate is the file's; every other setting comes from
-    ``settings`` (the ``[engine]`` table layout) or the engine defaults. Raises
-    AnalysisError for unreadable input, bad settings or unwritable outputs.
+    ``settings`` (the ``[engine]`` table layout) or the engine defaults.
+    ``tuning`` (A4 in Hz) and ``scale`` override the table's; ``"auto"``
+    estimates them from a first pass over the file (see bridge/tuning.py).
+    ``bend_range`` > 0 adds pitch bend for the cents deviation to the MIDI
+    file, as ``run --bend`` sends it. Raises AnalysisError for unreadable
+    input, bad settings or unwritable outputs.
     """
     if not 1 <= block <= MAX_BLOCK:
         raise AnalysisError(f"--block must be from 1 to {MAX_BLOCK}, got {block}")
@@ -101,6 +115,10 @@ def analyze_file(
         and midi_out.resolve() == events_out.resolve()
     ):
         raise AnalysisError("--midi and --events name the same file")
+    if tuning_.AUTO in (tuning, scale):
+        tuning, scale = _estimate(path, block, settings, tuning, scale)
+    settings = tuning_.with_notes(settings, None if tuning == tuning_.AUTO else tuning,
+                                  None if scale == tuning_.AUTO else scale)
 
     with _open_audio(path) as audio, ExitStack() as outputs:
         # A pipe's length is not known until it ends (libsndfile reports a huge one).
@@ -112,6 +130,7 @@ def analyze_file(
 
         analyzer = Analyzer(config)
         note_events: list[Event] = []
+        pitches: list[Event] = []
         count = 0
         frames = [0]
         for events in _stream(analyzer, audio, block, frames):
@@ -119,20 +138,71 @@ def analyze_file(
             for event in events:
                 if event.kind in ("note_on", "note_off"):
                     note_events.append(event)
+                elif bend_range > 0 and event.kind == "pitch" and event.voiced:
+                    pitches.append(event)
                 if events_file is not None:
                     events_file.write(json.dumps(event.to_dict(), allow_nan=False) + "\n")
         if frames[0] == 0:
             raise AnalysisError(f"'{path}' contains no audio")
         note_events = without_retracted(note_events)
+        notes = pair_notes(note_events)
         if midi_file is not None:
             midi_file.stream.close()
+            bends = bend_messages(notes, pitches, bend_range) if bend_range > 0 else []
             try:
-                _midi_file(note_events).save(midi_file.temp_path)
+                _midi_file(note_events, bends, bend_range).save(midi_file.temp_path)
             except OSError as e:
                 raise midi_file.error(e) from None
-        return Result(
-            audio.samplerate, frames[0], audio.channels, count, pair_notes(note_events)
-        )
+        cfg = config.to_dict()["notes"]
+        return Result(audio.samplerate, frames[0], audio.channels, count, notes, float(cfg["tuning_hz"]),
+                      (int(cfg["scale_root"]), int(cfg["scale_mode"])))
+
+
+def _estimate(
+    path: Path,
+    block: int,
+    settings: dict[str, Any] | None,
+    tuning: float | Literal["auto"] | None,
+    scale: tuning_.Scale | Literal["auto"] | None,
+) -> tuple[float | None, tuning_.Scale | None]:
+    """A first pass over ``path`` that resolves ``"auto"``: the tuning and the
+    key from the voiced pitches (fractional MIDI at 440 Hz, one per hop)."""
+    if path.exists() and stat.S_ISFIFO(path.stat().st_mode):
+        raise AnalysisError(f"--tuning auto and --scale auto read the input twice; '{path}' is a pipe")
+    heard = []
+    with _open_audio(path) as audio:
+        analyzer = Analyzer(_engine_config(settings, audio.samplerate))
+        frames = [0]
+        for events in _stream(analyzer, audio, block, frames):
+            heard += [e.midi for e in events if e.kind == "pitch" and e.voiced]
+    if tuning == tuning_.AUTO:
+        tuning = tuning_.estimate_tuning(heard)
+    if scale == tuning_.AUTO:
+        reference = tuning if tuning is not None else float((settings or {}).get("notes", {}).get("tuning_hz", 440.0))
+        scale = tuning_.estimate_key(heard, reference)
+    return tuning, scale
+
+
+def bend_messages(notes: list[Note], pitches: list[Event], bend_range: float) -> list[tuple[float, int]]:
+    """(time, 14-bit bend) for the cents deviation of each voiced pitch from the
+    note sounding then, sent when it moves by BEND_STEP or more, and a return
+    to the centre where a bent note ends, so every note starts in tune (as
+    ``run --bend`` does on midi_out)."""
+    out: list[tuple[float, int]] = []
+    times = [p.t for p in pitches]
+    i = 0
+    for note in notes:
+        last = BEND_CENTRE
+        i = bisect.bisect_left(times, note.start, lo=i)
+        while i < len(pitches) and pitches[i].t < note.end:
+            value = bend_value(pitches[i].midi - note.note, bend_range)
+            if abs(value - last) >= BEND_STEP:
+                out.append((pitches[i].t, value))
+                last = value
+            i += 1
+        if last != BEND_CENTRE:
+            out.append((note.end, BEND_CENTRE))
+    return out
 
 
 def without_retracted(events: list[Event]) -> list[Event]:
@@ -173,23 +243,49 @@ def _midi_order(event: Event) -> tuple[int, int]:
     return (event.sample, 0 if event.kind == "note_off" else 1)
 
 
-def _midi_file(events: list[Event]) -> mido.MidiFile:
-    """A type-0 SMF at 120 bpm / 480 ticks per beat, one message per note event."""
+def _midi_file(events: list[Event], bends: Sequence[tuple[float, int]] = (), bend_range: float = 0.0) -> mido.MidiFile:
+    """A type-0 SMF at 120 bpm / 480 ticks per beat, one message per note event
+    and per bend; with bends, the bend range is set first (RPN 0)."""
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("set_tempo", tempo=TEMPO, time=0))
+    if bends:
+        semitones, cents = divmod(round(bend_range * 100), 100)
+        for control, value in ((101, 0), (100, 0), (6, semitones), (38, cents), (101, 127), (100, 127)):
+            track.append(mido.Message("control_change", channel=0, control=control, value=value))
+    pending = sorted(bends)
+    j = 0
     last_tick = 0
     for event in sorted(events, key=_midi_order):
-        tick = round(mido.second2tick(event.t, TICKS_PER_BEAT, TEMPO))
+        tick = _tick(event.t)
+        # A bend at a note-on's tick goes first: the return to the centre before the next note.
+        while j < len(pending) and (_tick(pending[j][0]) < tick or
+                                    (_tick(pending[j][0]) == tick and event.kind == "note_on")):
+            last_tick = _append(track, _bend_message(pending[j][1]), _tick(pending[j][0]), last_tick)
+            j += 1
         if event.kind == "note_on":
             msg = mido.Message("note_on", channel=0, note=event.note, velocity=event.velocity)
         else:
             msg = mido.Message("note_off", channel=0, note=event.note, velocity=0)
-        track.append(msg.copy(time=tick - last_tick))
-        last_tick = tick
+        last_tick = _append(track, msg, tick, last_tick)
+    for t, value in pending[j:]:
+        last_tick = _append(track, _bend_message(value), _tick(t), last_tick)
     track.append(mido.MetaMessage("end_of_track", time=0))
     midi = mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT)
     midi.tracks.append(track)
     return midi
+
+
+def _tick(t: float) -> int:
+    return round(mido.second2tick(t, TICKS_PER_BEAT, TEMPO))
+
+
+def _bend_message(value: int) -> mido.Message:
+    return mido.Message("pitchwheel", channel=0, pitch=value - BEND_CENTRE)
+
+
+def _append(track: mido.MidiTrack, msg: mido.Message, tick: int, last_tick: int) -> int:
+    track.append(msg.copy(time=tick - last_tick))
+    return tick
 
 
 def _engine_config(settings: dict[str, Any] | None, sample_rate: int) -> EngineConfig:

@@ -12,9 +12,10 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bridge import templates
 from bridge.errors import BridgeError
@@ -103,7 +104,76 @@ def _add_analyze(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file whose [engine] table sets the engine"
     )
+    _add_note_flags(p, auto=True)
+    p.add_argument(
+        "--bend",
+        type=_bend_range,
+        nargs="?",
+        const=2.0,
+        metavar="SEMITONES",
+        help="add pitch bend for the cents deviation to --midi, range in semitones (default 2)",
+    )
     p.set_defaults(handler=_run_analyze)
+
+
+def _add_note_flags(p: argparse.ArgumentParser, auto: bool) -> None:
+    """--tuning and --scale: `analyze` estimates `auto` from the file itself."""
+    p.add_argument(
+        "--tuning",
+        type=_tuning if auto else _fixed(_tuning),
+        metavar="HZ|auto" if auto else "HZ",
+        help="the performer's A4 in Hz (400..480) that note numbers are read against (default 440)"
+        + ("; auto estimates it from the pitches" if auto else ""),
+    )
+    p.add_argument(
+        "--scale",
+        type=_scale if auto else _fixed(_scale),
+        metavar="KEY:MODE|auto|chromatic" if auto else "KEY:MODE|chromatic",
+        help="snap note numbers (not the bend) to a scale, e.g. C:major, A:minor, D:dorian (default chromatic)"
+        + ("; auto estimates a major or minor key" if auto else ""),
+    )
+
+
+def _tuning(text: str) -> float | str:
+    from bridge.tuning import parse_tuning
+
+    try:
+        return parse_tuning(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _scale(text: str) -> tuple[int, int] | str:
+    from bridge.tuning import parse_scale
+
+    try:
+        return parse_scale(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _fixed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse` without `auto`: the live bridge cannot read the performance ahead."""
+
+    def check(text: str) -> Any:
+        value = parse(text)
+        if value == "auto":
+            raise argparse.ArgumentTypeError("'auto' is for 'daw-bridge analyze' (it reads the whole file first)")
+        return value
+
+    return check
+
+
+def _bend_range(text: str) -> float:
+    import rust_engine
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of semitones: '{text}'") from None
+    if not (math.isfinite(value) and 0 < value <= rust_engine.MAX_BEND_RANGE):
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {rust_engine.MAX_BEND_RANGE:g} semitones, got {text}")
+    return value
 
 
 def _block_size(text: str) -> int:
@@ -141,16 +211,22 @@ def _control_port(text: str) -> int:
 def _run_analyze(args: argparse.Namespace) -> int:
     # Imported here so `daw-bridge --help` works without loading the engine.
     from bridge import analyze, config
+    from bridge.tuning import scale_name
 
     settings = config.load(args.config)["engine"] if args.config else None
     result = analyze.analyze_file(
-        args.input, block=args.block, settings=settings, midi_out=args.midi, events_out=args.events
+        args.input, block=args.block, settings=settings, midi_out=args.midi, events_out=args.events,
+        tuning=args.tuning, scale=args.scale, bend_range=args.bend or 0.0,
     )
     summary = (
         f"{args.input}: {result.duration:.2f} s at {result.sample_rate} Hz, "
         f"{result.channels} channel{'s' if result.channels > 1 else ''}, "
         f"{len(result.notes)} notes, {result.event_count} events"
     )
+    if result.tuning_hz != 440.0 or args.tuning is not None:
+        summary += f", A4 = {result.tuning_hz:.1f} Hz" + (" (auto)" if args.tuning == "auto" else "")
+    if result.scale != (0, 0) or args.scale is not None:
+        summary += f", scale {scale_name(result.scale)}" + (" (auto)" if args.scale == "auto" else "")
     written = [str(p) for p in (args.midi, args.events) if p is not None]
     if written:
         print(f"{summary} -> {', '.join(written)}")
@@ -196,6 +272,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--osc-in", metavar="[HOST:]PORT", help="receive the live controls as OSC under PREFIX/control/... on this UDP port (host 127.0.0.1 unless given; 0: any free port, printed at start); see 'python -m bridge.addresses'")
     p.add_argument("--oscquery", metavar="[HOST:]PORT", help="serve the OSC namespace per the OSCQuery proposal (HTTP JSON, LISTEN over WebSocket) on this TCP port (host 127.0.0.1 unless given); without --osc-in the controls get a free UDP port on the same host, given in ?HOST_INFO")
     p.add_argument("--demo", type=Path, metavar="AUDIO", help="start a dummy JACK server if none runs and loop AUDIO into the bridge")
+    _add_note_flags(p, auto=False)
     p.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
     p.set_defaults(handler=_run_live)
 
@@ -257,6 +334,11 @@ def _run_live(args: argparse.Namespace) -> int:
         if value is not None:
             flag = "--" + attr.replace("_", "-")
             config.set_value(settings, key, str(value) if isinstance(value, Path) else value, label=flag)
+    if args.tuning is not None or args.scale is not None:
+        from bridge.tuning import with_notes
+
+        settings["engine"] = with_notes(settings["engine"], args.tuning, args.scale)
+        config.engine_config(settings["engine"])
     options = live.options_from_settings(settings)
     preflight.check_osc_targets(options.osc)
     if args.demo is not None:

@@ -180,7 +180,8 @@ class LiveRunner:
                 f"no JACK server '{self._server}' is running (start one, e.g. 'jackd -d dummy', or use 'make run')"
             )
         if self.options.record_midi:
-            self._take = TakeRecorder(self.options.record_midi, self.options.inputs)
+            self._take = TakeRecorder(self.options.record_midi, self.options.inputs,
+                                      bend_range=self.options.bend_range)
         self._open(owed=[])
         self._take_started = self._log_started = self._opened_at
         self._thread = threading.Thread(target=self._dispatch_loop, name="daw-bridge-dispatch", daemon=True)
@@ -339,7 +340,8 @@ class LiveRunner:
                 if key in self._in_use:
                     raise RecordingError(f"'{path.name}' is in use by this bridge (its take, event log or another take)")
                 self._in_use.add(key)
-            take = TakeRecorder(path, self.options.inputs, start_t=self._stream_time, dir_fd=directory)
+            take = TakeRecorder(path, self.options.inputs, start_t=self._stream_time, dir_fd=directory,
+                                bend_range=self.options.bend_range)
         finally:
             if dir_fd is None:
                 os.close(directory)

@@ -45,6 +45,7 @@ import mido
 from rust_engine import Event
 
 from bridge.addresses import CLIENT_NAME, input_port
+from bridge.bend import BEND_CENTRE, BEND_STEP, bend_value
 from bridge.errors import BridgeError
 
 TICKS_PER_BEAT = 480
@@ -69,6 +70,8 @@ class RecordedNote:
     velocity: int
     start: float
     end: float
+    bends: tuple[tuple[float, int], ...] = ()
+    """(time, 14-bit value) of the pitch bends sent while it sounded (run --bend)."""
 
 
 @dataclass(frozen=True)
@@ -132,14 +135,17 @@ class TakeRecorder:
     and never through a link, holding an empty take until the first checkpoint.
     """
 
-    def __init__(self, path: str | Path, n_inputs: int = 1, start_t: float = 0.0, *, dir_fd: int | None = None) -> None:
+    def __init__(self, path: str | Path, n_inputs: int = 1, start_t: float = 0.0, *, dir_fd: int | None = None,
+                 bend_range: float = 0.0) -> None:
         if n_inputs < 1:
             raise ValueError(f"n_inputs must be at least 1, got {n_inputs}")
         self.path = Path(path)
         self.n_inputs = n_inputs
         self._offset = -start_t
-        self._open: dict[tuple[int, int], tuple[float, int]] = {}
-        self._tracks = [_Track(input_port(k), (k - 1) % 16) for k in range(1, n_inputs + 1)]
+        self._bend_range = bend_range
+        # (input, note) -> start, velocity, bends so far
+        self._open: dict[tuple[int, int], tuple[float, int, list[tuple[float, int]]]] = {}
+        self._tracks = [_Track(input_port(k), (k - 1) % 16, bend_range) for k in range(1, n_inputs + 1)]
         self._prelude = _prelude(n_inputs + 1)
         self._last_t = 0.0
         self._closed = False
@@ -178,7 +184,8 @@ class TakeRecorder:
             raise RecordingError(f"cannot record to '{self.path}': {e.strerror or e}") from None
 
     def add(self, events: Iterable[Event], input: int | None = None) -> None:
-        """Records note-ons and note-offs; other events only advance the clock.
+        """Records note-ons and note-offs, and with a bend range the pitch bend
+        that `midi_out` sends for voiced pitches; other events only advance the clock.
 
         ``input`` overrides ``Event.input`` (offline events carry 0, read as 1).
         """
@@ -193,10 +200,23 @@ class TakeRecorder:
                 self._changed = True
             if event.kind == "note_on":
                 self._end(key, t)  # a re-trigger closes the sounding copy first
-                self._open[key] = (t, min(max(event.velocity, 1), 127))
+                self._open[key] = (t, min(max(event.velocity, 1), 127), [])
                 self._tracks[k - 1].started(t)
             elif event.kind == "note_off":
                 self._end(key, t)
+            elif event.kind == "pitch" and event.voiced and self._bend_range > 0:
+                self._bend(k, event.midi, t)
+
+    def _bend(self, k: int, midi: float, t: float) -> None:
+        """The bend `midi_out` sends for pitch `midi` against input k's sounding note."""
+        sounding = [(start, note, bends) for (i, note), (start, _, bends) in self._open.items() if i == k]
+        if not sounding:
+            return
+        start, note, bends = max(sounding, key=lambda s: s[0])
+        value = bend_value(midi - note, self._bend_range)
+        if abs(value - (bends[-1][1] if bends else BEND_CENTRE)) >= BEND_STEP:
+            bends.append((max(t, start), value))
+            self._changed = True
 
     def notes_off(self, t: float | None = None) -> None:
         """Ends every sounding note at take time ``t`` (default: the latest time seen).
@@ -235,7 +255,8 @@ class TakeRecorder:
         self._changed = False
         for k in range(1, self.n_inputs + 1):
             self._finalize(k)
-        sounding = [RecordedNote(k, n, v, start, self._last_t) for (k, n), (start, v) in self._open.items()]
+        sounding = [RecordedNote(k, n, v, start, self._last_t, tuple(b))
+                    for (k, n), (start, v, b) in self._open.items()]
         return TakeSnapshot(tuple(self._chunks(sounding)), self._last_t, final=False)
 
     def save(self, snapshot: TakeSnapshot) -> None:
@@ -313,15 +334,15 @@ class TakeRecorder:
 
     def _end(self, key: tuple[int, int], t: float) -> None:
         if key in self._open:
-            start, velocity = self._open.pop(key)
+            start, velocity, bends = self._open.pop(key)
             if t > start:  # a note-off at the note's own start retracts it
-                self._tracks[key[0] - 1].add(RecordedNote(key[0], key[1], velocity, start, t))
+                self._tracks[key[0] - 1].add(RecordedNote(key[0], key[1], velocity, start, t, tuple(bends)))
                 self._finalize(key[0])  # encoded note by note: no checkpoint has to do it all
 
     def _finalize(self, k: int) -> None:
         """Encodes input k's events before the start of its latest and of its sounding notes."""
         track = self._tracks[k - 1]
-        sounding = [_ticks(start) for (i, _), (start, _) in self._open.items() if i == k]
+        sounding = [_ticks(start) for (i, _), (start, _, _) in self._open.items() if i == k]
         track.finalize(min(sounding, default=track.next_start))
 
     def _chunks(self, sounding: Sequence[RecordedNote]) -> list[bytes]:
@@ -369,9 +390,13 @@ class _Track:
     re-trigger never cuts the new note short.
     """
 
-    def __init__(self, name: str, channel: int) -> None:
+    def __init__(self, name: str, channel: int, bend_range: float = 0.0) -> None:
         self.channel = channel
         self._name = b"\0" + bytes(mido.MetaMessage("track_name", name=name).bytes())
+        if bend_range > 0:  # the bend range (RPN 0) first, so a player bends as far as midi_out meant
+            semitones, cents = divmod(round(bend_range * 100), 100)
+            for control, value in ((101, 0), (100, 0), (6, semitones), (38, cents), (101, 127), (100, 127)):
+                self._name += bytes((0, 0xB0 | channel, control, value))
         self._notes: list[RecordedNote] = []  # all of them, for encoding again
         self._tail: list[RecordedNote] = []
         self._done: list[bytes] = []  # one piece per checkpoint
@@ -428,17 +453,25 @@ class _Track:
     ) -> tuple[bytes, int]:
         """Messages of `spans` at ticks lo <= tick < hi, delta times from tick `last`."""
         timeline = []
+        ch = self.channel
         for start, end, n in spans:
-            timeline.append((start, 1, n.note, n.velocity))
-            timeline.append((end, 0, n.note, 0))
-        # (tick, 0 = off before 1 = on): at a shared tick a key is released, then struck.
+            timeline.append((start, 2, n.note, bytes((0x90 | ch, n.note, n.velocity))))
+            timeline.append((end, 0, n.note, bytes((0x80 | ch, n.note, 0))))
+            value = BEND_CENTRE
+            for i, (t, value) in enumerate(n.bends):
+                tick = min(max(_ticks(t), start), end - 1)
+                timeline.append((tick, 1, i, bytes((0xE0 | ch, value & 0x7F, value >> 7))))
+            if value != BEND_CENTRE:  # back to the centre as the note ends: the next starts in tune
+                timeline.append((end, 1, len(n.bends), bytes((0xE0 | ch, 0, BEND_CENTRE >> 7))))
+        # (tick, 0 = off, 1 = bend, 2 = on): at a shared tick a key is released,
+        # the bend centred, then the next key struck.
         timeline.sort(key=lambda item: (item[0], item[1], item[2]))
         out = bytearray()
-        for tick, on, note, velocity in timeline:
+        for tick, _, _, message in timeline:
             if tick < lo or (hi is not None and tick >= hi):
                 continue
             out += _varint(tick - last)
-            out += bytes(((0x90 if on else 0x80) | self.channel, note, velocity))
+            out += message
             last = tick
         return bytes(out), last
 

@@ -9,19 +9,16 @@ the same rules, applied to the same events in the same order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 import rtmidi
 
+from bridge.bend import BEND_CENTRE, BEND_STEP, bend_value
 from bridge.errors import BridgeError
 
 # python-rtmidi's API names, as a user types them.
 APIS = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA}
-BEND_CENTRE = 8192
-BEND_STEP = 64
-"""Bend changes smaller than this (~1.6 cents at a 2-semitone range) are not sent, as on midi_out."""
 
 
 class RtMidiOut:
@@ -80,8 +77,7 @@ class RtMidiOut:
             elif e.kind == "note_off" and self._active.get(channel) == e.note:
                 self._release(channel)
             elif e.kind == "pitch" and e.voiced and self._bend_range > 0 and channel in self._active:
-                bend = BEND_CENTRE + (e.midi - self._active[channel]) / self._bend_range * 8192
-                value = min(max(math.floor(bend + 0.5), 0), 16383)
+                value = bend_value(e.midi - self._active[channel], self._bend_range)
                 if abs(value - self._bend.get(channel, BEND_CENTRE)) >= BEND_STEP:
                     self._send_bend(channel, value)
 

@@ -10,12 +10,14 @@ from typing import Any, Literal, Self, TypeAlias, TypedDict, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_BEND_RANGE", "MAX_INPUTS", "Analyzer", "ConfigError", "EngineConfig", "Event", "LiveBridge", "Player", "marking_for_db"]
+__all__ = ["MAX_BEND_RANGE", "MAX_INPUTS", "SCALE_MODES", "Analyzer", "ConfigError", "EngineConfig", "Event", "LiveBridge", "Player", "marking_for_db"]
 
 MAX_INPUTS: int
 """Most inputs one LiveBridge takes (input k plays on MIDI channel (k - 1) % 16)."""
 MAX_BEND_RANGE: float
 """Widest ``bend_range`` a LiveBridge takes, in semitones."""
+SCALE_MODES: list[str]
+"""Scale modes by ``notes.scale_mode``: index 0 is "chromatic" (no snapping), then "major", "minor", ..."""
 
 # Stub-only names start with "_": they do not exist at run time.
 _EventKind: TypeAlias = Literal[

@@ -252,6 +252,40 @@ def test_bend_reaches_the_rtmidi_port_as_it_reaches_midi_out(jack_server, monkey
     assert any(1100 < b < 1350 for b in bends) and 0 in bends and any(-1150 < b < -900 for b in bends), bends
 
 
+def test_run_reads_notes_against_tuning_and_scale_and_the_take_keeps_the_bends(jack_server, tmp_path, monkeypatch):
+    """`run --tuning 432 --scale C:major --bend 2 --record-midi`: an A4 sung at
+    432 Hz is A4, a D#4 45 cents sharp of 432 Hz tuning snaps to E4; midi_out
+    bends each to the pitch heard (against 440 Hz), and the take holds the
+    same notes and the same bends, back to the centre as each bent note ends."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    take = tmp_path / "take.mid"
+    proc = start_bridge(jack_server, "--tuning", "432", "--scale", "C:major", "--bend", "2", "--record-midi", str(take))
+    flat = 12 * np.log2(432 / 440)  # -0.318 semitones
+    gap = np.zeros(int(0.2 * SR), np.float32)
+    # D#4 + 45 cents (of 432 Hz) lies between D4 and E4, well clear of the half-way boundary.
+    audio = np.concatenate([gap, harmonic(69 + flat, 0.5), gap, harmonic(63.45 + flat, 0.5), gap])
+    player = Player("test-player-tuning", audio)
+    try:
+        player.start(["daw-bridge:in_1"], midi_from="daw-bridge:midi_out")
+        assert player.wait_finished(15)
+        time.sleep(0.3)
+    finally:
+        _, err = stop_bridge(proc)
+        player.close()
+    got = [(n[0], n[3]) for n in note_messages(player.midi)]
+    assert got == [("on", 69), ("off", 69), ("on", 64), ("off", 64)], (got, err)
+    jack_bends = [(m[2] << 7 | m[1]) - 8192 for _, m in player.midi if m[0] == 0xE0]
+    # A4 at 432 Hz: -0.318 semitones, -1303 at a 2-semitone range; E4 from D#4 + 45 cents
+    # at 432 Hz: -0.868 semitones, -3556; re-centred before the E4 starts.
+    assert any(-1450 < b < -1150 for b in jack_bends) and any(-3750 < b < -3350 for b in jack_bends), jack_bends
+    midi = mido.MidiFile(take)
+    track = midi.tracks[1]
+    assert [m.note for m in track if m.type == "note_on" and m.velocity] == [69, 64]
+    take_bends = [m.pitch for m in track if m.type == "pitchwheel"]
+    assert take_bends == [*jack_bends, 0][: len(take_bends)] and take_bends[-1] == 0, (take_bends, jack_bends)
+    assert [(m.control, m.value) for m in track if m.type == "control_change"][:4] == [(101, 0), (100, 0), (6, 2), (38, 0)]
+
+
 def test_osc_goes_quiet_in_silence_and_can_stamp_bundles_immediately(jack_server, monkeypatch):
     """Through `run`: `--osc-timetag immediate` stamps every bundle "immediately", and
     after the melody the pitch and dynamics streams send one silent value each, then nothing."""

@@ -16,9 +16,6 @@ const HARMONICS: usize = 8;
 /// No harmonic above this is used: noise and the onset FFT's leakage dominate there.
 const MAX_HARMONIC_HZ: f32 = 5000.0;
 
-/// How far back from where the pitch settled the rise is looked for, in milliseconds.
-const LOOK_BACK_MS: f32 = 64.0;
-
 /// Hops kept: the look-back plus the hops a change takes to confirm (`notes.change_ms`).
 const RING_MS: f32 = 160.0;
 
@@ -54,13 +51,14 @@ impl AttackFinder {
     /// Allocates the ring; `cfg` must be validated.
     pub fn new(cfg: &EngineConfig) -> Self {
         let bins = cfg.onset.window / 2 + 1;
-        let slots = cfg.ms_to_hops(RING_MS.max(LOOK_BACK_MS + cfg.notes.change_ms + 20.0));
+        let look_back_ms = cfg.notes.slur_look_back_ms;
+        let slots = cfg.ms_to_hops(RING_MS.max(look_back_ms + cfg.notes.change_ms + 20.0));
         Self {
             bins,
             hop: cfg.hop as u64,
             bin_hz: cfg.sample_rate as f32 / cfg.onset.window as f32,
             centre: (cfg.onset.window / 2 + cfg.hop) as u64,
-            look_back: (LOOK_BACK_MS * cfg.samples_per_ms()) as u64,
+            look_back: (look_back_ms * cfg.samples_per_ms()) as u64,
             ring: vec![0.0; slots * bins],
             newest_end: 0,
             newest: slots - 1,
@@ -136,7 +134,10 @@ mod tests {
 
     /// A flat spectrum in which the bins of one pitch's harmonics rise from `at` on.
     fn run(rise_at: u64) -> (AttackFinder, EngineConfig) {
-        let cfg = EngineConfig::default();
+        run_with(EngineConfig::default(), rise_at)
+    }
+
+    fn run_with(cfg: EngineConfig, rise_at: u64) -> (AttackFinder, EngineConfig) {
         let mut finder = AttackFinder::new(&cfg);
         let bin_hz = cfg.sample_rate as f32 / cfg.onset.window as f32;
         let hz = 440.0;
@@ -166,6 +167,18 @@ mod tests {
     fn no_rise_before_the_pitch_settled_gives_none() {
         let (finder, _) = run(46_000);
         assert_eq!(finder.find(69.0, 42_000, 0), None);
+    }
+
+    #[test]
+    fn looks_back_no_further_than_set() {
+        // A rise 2000 samples (42 ms) before the pitch settled: within the default 64 ms, beyond 16 ms.
+        let (finder, _) = run(40_000);
+        assert!(finder.find(69.0, 42_000, 0).is_some_and(|a| a.sample.abs_diff(40_000) <= 128));
+        let mut cfg = EngineConfig::default();
+        cfg.notes.slur_look_back_ms = 16.0;
+        let (short, _) = run_with(cfg, 40_000);
+        let attack = short.find(69.0, 42_000, 0);
+        assert!(attack.is_none_or(|a| a.sample >= 42_000 - 16 * 48), "{attack:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! that rejects a bad setting, so the analysers can assume a sane config.
 
 use crate::error::ConfigError;
+use crate::scale::SCALE_MODES;
 
 /// Pitch tracking (YIN) settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +68,17 @@ pub struct NoteConfig {
     /// corrects the note (an octave-wrong or gliding attack) instead of
     /// starting a new one, in milliseconds; 0 turns correction off.
     pub correct_ms: f32,
+    /// How far before the pitch settled a slurred note's attack is looked for
+    /// (`attack.rs`), in milliseconds. 64 suits instruments, whose slurred
+    /// notes rise slowly; a voice gliding between notes wants about 16
+    /// (bench/accuracy.py --voices: note F 0.76 -> 0.88).
+    pub slur_look_back_ms: f32,
+    /// The performer's A4, in Hz: note numbers are read against it (see `scale.rs`).
+    pub tuning_hz: f32,
+    /// Key of the scale that note numbers snap to, as a pitch class (0 = C .. 11 = B).
+    pub scale_root: usize,
+    /// Index into `scale::SCALE_MODES`; 0 (chromatic) snaps nothing.
+    pub scale_mode: usize,
 }
 
 /// Most bands `features.bands` may ask for: events are fixed-size, so the
@@ -195,6 +207,10 @@ impl Default for EngineConfig {
                 min_note_ms: 40.0,
                 release_ms: 20.0,
                 correct_ms: 100.0,
+                slur_look_back_ms: 64.0,
+                tuning_hz: 440.0,
+                scale_root: 0,
+                scale_mode: 0,
             },
             features: FeaturesConfig {
                 bands_enabled: 0,
@@ -361,6 +377,23 @@ impl EngineConfig {
         ] {
             check(v.is_finite() && (0.0..=2000.0).contains(&v), key, "must be 0..2000 ms")?;
         }
+        check(
+            n.slur_look_back_ms.is_finite() && (0.0..=200.0).contains(&n.slur_look_back_ms),
+            "notes.slur_look_back_ms",
+            "must be 0..200 ms",
+        )?;
+        check(
+            n.tuning_hz.is_finite() && (400.0..=480.0).contains(&n.tuning_hz),
+            "notes.tuning_hz",
+            "must be 400..480 Hz",
+        )?;
+        check(n.scale_root <= 11, "notes.scale_root", "must be 0..11 (C..B)")?;
+        check(
+            n.scale_mode < SCALE_MODES.len(),
+            "notes.scale_mode",
+            "must be 0..10 (chromatic, major, minor, dorian, phrygian, lydian, mixolydian, locrian, \
+             harmonic_minor, major_pentatonic, minor_pentatonic)",
+        )?;
         let f = &self.features;
         for (v, key) in [
             (f.bands_enabled, "features.bands_enabled"),
@@ -431,7 +464,7 @@ macro_rules! fields {
 
 /// The single table of settings: the TOML file, the Python dict, the
 /// generated defaults and their comments all go through it, in this order.
-const FIELDS: [Field; 37] = fields! {
+const FIELDS: [Field; 41] = fields! {
     "sample_rate", true, sample_rate as u32, "offline only: the live bridge runs at the JACK server's rate";
     "hop", true, hop as usize,
         "analysis hop in samples: one pitch and one dynamics event per hop; 0 follows the sample rate (128 at 44.1/48 kHz, doubling per octave of rate)";
@@ -461,6 +494,13 @@ const FIELDS: [Field; 37] = fields! {
     "notes.release_ms", false, notes.release_ms as f32, "silence or low confidence this long ends a note";
     "notes.correct_ms", false, notes.correct_ms as f32,
         "a new pitch settling this soon after a note-on corrects it (0: never)";
+    "notes.slur_look_back_ms", false, notes.slur_look_back_ms as f32,
+        "how far before a slurred note's pitch settled its attack is looked for: 64 for instruments, about 16 for a voice's glides";
+    "notes.tuning_hz", false, notes.tuning_hz as f32,
+        "the performer's A4 in Hz (400..480): note numbers are read against it; pitch and bend keep the heard pitch";
+    "notes.scale_root", true, notes.scale_root as usize, "key of the scale note numbers snap to: 0 = C, 1 = C#, ... 11 = B";
+    "notes.scale_mode", true, notes.scale_mode as usize,
+        "scale note numbers snap to: 0 chromatic (none), 1 major, 2 minor, 3 dorian, 4 phrygian, 5 lydian, 6 mixolydian, 7 locrian, 8 harmonic_minor, 9 major_pentatonic, 10 minor_pentatonic";
     "features.bands_enabled", true, features.bands_enabled as u8,
         "1 emits band levels each hop (the live bridge turns it on for [osc] bands)";
     "features.spectrum_enabled", true, features.spectrum_enabled as u8,

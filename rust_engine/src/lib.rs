@@ -25,6 +25,7 @@ pub mod period;
 pub mod pitch;
 #[cfg(feature = "jack")]
 pub mod player;
+pub mod scale;
 pub mod voicing;
 
 #[cfg(feature = "python")]

@@ -19,11 +19,17 @@
 //! is retracted (its note-off lands at its own start, so it has no length) and
 //! the right one starts at the same onset. Live output hears the wrong note
 //! briefly; transcriptions drop the retracted one.
+//!
+//! The tracker compares pitches in steps (`scale::NoteMap`): semitones against
+//! the performer's reference, or scale degrees when a scale is set. A hop's
+//! `midi` is turned into steps on the way in; a step becomes a MIDI note only
+//! in `note_on`.
 
 use crate::attack::AttackFinder;
 use crate::config::EngineConfig;
 use crate::dynamics::Dynamics;
 use crate::event::{Event, EventData};
+use crate::scale::NoteMap;
 
 /// What the note tracker needs to know about one hop.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +42,7 @@ pub struct HopInfo {
     pub heard_from: u64,
     /// Voiced, confident and above the silence gate.
     pub voiced: bool,
+    /// The heard pitch, fractional MIDI at A4 = 440 Hz.
     pub midi: f32,
     /// Pitch confidence, 0..1.
     pub confidence: f32,
@@ -50,6 +57,8 @@ pub struct HopInfo {
 #[derive(Debug, Clone, Copy)]
 struct Active {
     note: u8,
+    /// The note in steps (see `NoteMap`).
+    step: f32,
     on: u64,
     velocity: u8,
     /// Where the first note-on of this onset was sent: corrections count from here.
@@ -59,7 +68,8 @@ struct Active {
 /// A pitch seen on consecutive hops, not yet confirmed.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
-    midi: f32,
+    /// In steps.
+    step: f32,
     hops: usize,
     first: u64,
 }
@@ -95,6 +105,8 @@ struct Pending {
 }
 
 pub struct NoteTracker {
+    map: NoteMap,
+    /// In steps.
     hysteresis: f32,
     change_hops: usize,
     release_hops: usize,
@@ -122,6 +134,7 @@ impl NoteTracker {
     pub fn new(cfg: &EngineConfig) -> Self {
         let n = &cfg.notes;
         Self {
+            map: NoteMap::new(cfg),
             hysteresis: n.hysteresis_cents / 100.0,
             change_hops: cfg.ms_to_hops(n.change_ms),
             release_hops: cfg.ms_to_hops(n.release_ms),
@@ -174,11 +187,11 @@ impl NoteTracker {
         self.pending = None;
     }
 
-    fn note_on(&mut self, midi: f32, at: u64, velocity: u8, emit: u64, out: &mut Vec<Event>) {
-        let note = midi.round().clamp(0.0, 127.0) as u8;
+    fn note_on(&mut self, step: f32, at: u64, velocity: u8, emit: u64, out: &mut Vec<Event>) {
+        let note = self.map.note(step);
         let at = at.clamp(self.last_off, emit);
         out.push(Event { sample: at, emit_sample: emit, data: EventData::NoteOn { note, velocity } });
-        self.active = Some(Active { note, on: at, velocity, emitted: emit });
+        self.active = Some(Active { note, step: (step + 0.5).floor(), on: at, velocity, emitted: emit });
         self.candidate = None;
         self.change = None;
         self.unvoiced_hops = 0;
@@ -203,21 +216,22 @@ impl NoteTracker {
     /// and re-strikes are left to the hops.
     pub fn probe(&mut self, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
         debug_assert!(hop.segment.is_none());
+        let step = self.map.steps(hop.midi);
         match (self.active, self.pending) {
             (None, _) => {
                 self.segment_peak_db = self.segment_peak_db.max(hop.db);
-                self.start(hop, dynamics, out);
+                self.start(hop, step, dynamics, out);
             }
-            (Some(active), Some(p)) if hop.voiced && !self.same_note(hop.midi, active) => {
-                self.change_after_onset(p, hop, p.peak_db.max(hop.db), dynamics, out);
+            (Some(active), Some(p)) if hop.voiced && !self.same_note(step, active) => {
+                self.change_after_onset(p, hop, step, p.peak_db.max(hop.db), dynamics, out);
             }
             (Some(_), Some(_)) => self.change = None,
             (Some(_), None) => {}
         }
     }
 
-    fn same_note(&self, midi: f32, active: Active) -> bool {
-        (midi - active.note as f32).abs() <= 0.5 + self.hysteresis
+    fn same_note(&self, step: f32, active: Active) -> bool {
+        (step - active.step).abs() <= 0.5 + self.hysteresis
     }
 
     /// Another pitch after an onset: a few agreeing estimates suffice, and the
@@ -226,15 +240,16 @@ impl NoteTracker {
         &mut self,
         p: Pending,
         hop: &HopInfo,
+        step: f32,
         peak_db: f32,
         dynamics: &Dynamics,
         out: &mut Vec<Event>,
     ) {
-        let change = self.track_change(hop, p.at);
+        let change = self.track_change(step, p.at);
         if change.hops >= CHANGE_CONFIRM {
             let velocity = dynamics.velocity_for_db(peak_db);
             self.note_off(p.at, hop.end, out);
-            self.note_on(change.midi, p.at, velocity, hop.end, out);
+            self.note_on(change.step, p.at, velocity, hop.end, out);
         }
     }
 
@@ -262,20 +277,21 @@ impl NoteTracker {
         self.segment_peak_db = self.segment_peak_db.max(hop.db);
         self.last_level = hop.level_db;
 
+        let step = self.map.steps(hop.midi);
         match self.active {
-            Some(active) => self.hold(active, hop, dynamics, attacks, out),
-            None => self.start(hop, dynamics, out),
+            Some(active) => self.hold(active, hop, step, dynamics, attacks, out),
+            None => self.start(hop, step, dynamics, out),
         }
     }
 
-    fn start(&mut self, hop: &HopInfo, dynamics: &Dynamics, out: &mut Vec<Event>) {
+    fn start(&mut self, hop: &HopInfo, step: f32, dynamics: &Dynamics, out: &mut Vec<Event>) {
         if !hop.voiced {
             self.candidate = None;
             return;
         }
         let candidate = match self.candidate {
-            Some(c) if (hop.midi - c.midi).abs() < 0.5 => Candidate { midi: hop.midi, hops: c.hops + 1, ..c },
-            _ => Candidate { midi: hop.midi, hops: 1, first: hop.heard_from },
+            Some(c) if (step - c.step).abs() < 0.5 => Candidate { step, hops: c.hops + 1, ..c },
+            _ => Candidate { step, hops: 1, first: hop.heard_from },
         };
         self.candidate = Some(candidate);
         // A very clean first estimate needs no second opinion: it saves a hop of latency.
@@ -287,13 +303,15 @@ impl NoteTracker {
             _ => candidate.first,
         };
         let velocity = dynamics.velocity_for_db(self.segment_peak_db);
-        self.note_on(candidate.midi, at, velocity, hop.end, out);
+        self.note_on(candidate.step, at, velocity, hop.end, out);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn hold(
         &mut self,
         active: Active,
         hop: &HopInfo,
+        step: f32,
         dynamics: &Dynamics,
         attacks: &AttackFinder,
         out: &mut Vec<Event>,
@@ -321,7 +339,7 @@ impl NoteTracker {
             return;
         }
         self.unvoiced_hops = 0;
-        let same_note = self.same_note(hop.midi, active);
+        let same_note = self.same_note(step, active);
 
         if let Some(mut p) = self.pending {
             p.hops += 1;
@@ -332,14 +350,14 @@ impl NoteTracker {
                 if p.level_peak - p.level_before >= RESTRIKE_DB {
                     let velocity = dynamics.velocity_for_db(p.peak_db);
                     self.note_off(p.at, hop.end, out);
-                    self.note_on(active.note as f32, p.at, velocity, hop.end, out);
+                    self.note_on(active.step, p.at, velocity, hop.end, out);
                 } else if p.hops >= self.pending_hops {
                     self.pending = None;
                 }
                 self.change = None;
                 return;
             }
-            self.change_after_onset(p, hop, p.peak_db, dynamics, out);
+            self.change_after_onset(p, hop, step, p.peak_db, dynamics, out);
             return;
         }
 
@@ -347,21 +365,21 @@ impl NoteTracker {
             self.change = None;
             return;
         }
-        let change = self.track_change(hop, hop.heard_from);
+        let change = self.track_change(step, hop.heard_from);
         if self.correct > 0 && change.first <= active.emitted + self.correct && change.hops >= CORRECT_HOPS {
-            self.retract(active, change.midi, hop.end, out);
+            self.retract(active, change.step, hop.end, out);
         } else if change.hops >= self.change_hops && old_enough {
             let at = self.slurred_start(active, change, attacks, hop.end, out);
             self.note_off(at, hop.end, out);
             let velocity = dynamics.velocity_for_db(hop.db);
-            self.note_on(change.midi, at, velocity, hop.end, out);
+            self.note_on(change.step, at, velocity, hop.end, out);
         }
     }
 
-    /// Replaces a misheard note: a note-off at its own start, then `midi` in its place.
-    fn retract(&mut self, active: Active, midi: f32, emit: u64, out: &mut Vec<Event>) {
+    /// Replaces a misheard note: a note-off at its own start, then `step` in its place.
+    fn retract(&mut self, active: Active, step: f32, emit: u64, out: &mut Vec<Event>) {
         self.note_off(active.on, emit, out);
-        self.note_on(midi, active.on, active.velocity, emit, out);
+        self.note_on(step, active.on, active.velocity, emit, out);
         if let Some(a) = self.active.as_mut() {
             a.emitted = active.emitted; // the correction window still counts from the first note-on
         }
@@ -377,7 +395,7 @@ impl NoteTracker {
         emit: u64,
         out: &mut Vec<Event>,
     ) -> u64 {
-        match attacks.find(change.midi, change.first, active.on + self.min_note) {
+        match attacks.find(self.map.midi(change.step), change.first, active.on + self.min_note) {
             Some(attack) if attack.sample < change.first => {
                 let data = EventData::Onset { strength: attack.strength };
                 out.push(Event { sample: attack.sample, emit_sample: emit, data });
@@ -388,10 +406,10 @@ impl NoteTracker {
     }
 
     /// Follows a pitch that differs from the sounding note over consecutive hops.
-    fn track_change(&mut self, hop: &HopInfo, first: u64) -> Candidate {
+    fn track_change(&mut self, step: f32, first: u64) -> Candidate {
         let change = match self.change {
-            Some(c) if (hop.midi - c.midi).abs() < 0.5 => Candidate { midi: hop.midi, hops: c.hops + 1, ..c },
-            _ => Candidate { midi: hop.midi, hops: 1, first },
+            Some(c) if (step - c.step).abs() < 0.5 => Candidate { step, hops: c.hops + 1, ..c },
+            _ => Candidate { step, hops: 1, first },
         };
         self.change = Some(change);
         change

@@ -14,6 +14,7 @@ use crate::live::{
     BeatOptions, BeatSource, ControlMsg, LiveBridge, LiveConfig, LiveError, LiveEvent, MAX_BEND_RANGE, MAX_INPUTS,
 };
 use crate::player::{Player, PlayerConfig, PlayerError, PlayerShared};
+use crate::scale::SCALE_MODES;
 
 // -- errors: every engine error becomes a Python exception here, and only here --
 
@@ -891,6 +892,7 @@ fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(marking_for_db, m)?)?;
     m.add("MAX_INPUTS", MAX_INPUTS)?;
     m.add("MAX_BEND_RANGE", MAX_BEND_RANGE as f64)?;
+    m.add("SCALE_MODES", SCALE_MODES.iter().map(|(name, _)| *name).collect::<Vec<_>>())?;
     m.add(
         "__all__",
         [
@@ -902,6 +904,7 @@ fn rust_engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "MAX_BEND_RANGE",
             "MAX_INPUTS",
             "Player",
+            "SCALE_MODES",
             "marking_for_db",
         ],
     )?;
