@@ -148,7 +148,7 @@ def test_a_stop_signal_mid_note_closes_it_on_midi_osc_and_in_the_files(
     time.sleep(0.1)
     osc.close()
     assert "stopped" in err, err
-    assert daw.notes() == [("on", 69), ("off", 69)]
+    assert daw.notes() == [("on", 69), ("off", 69)], (daw.midi, err)
     assert take_notes(take) == [("on", 69), ("off", 69)]
     osc_notes = [tuple(m.params) for m in osc.messages() if m.address == "/bridge/note"]
     assert osc_notes[0][0] == 69 and osc_notes[0][1] > 0 and osc_notes[-1] == (69, 0), osc_notes
