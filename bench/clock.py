@@ -71,6 +71,8 @@ def measure(pattern: str, bpm: int, seconds: float) -> dict[str, float]:
         time.sleep(0.2)
         events += bridge.poll()
         midi = recorder.midi(0)
+        skipped = {"bridge": bridge.stats()["skipped_periods"], "player": player.stats()["skipped_periods"],
+                   "recorder": recorder.stats()["skipped_periods"]}
     finally:
         for c in (player, recorder):
             if c is not None:
@@ -116,6 +118,7 @@ def measure(pattern: str, bpm: int, seconds: float) -> dict[str, float]:
         "jitter_max_ms": float(np.max(np.abs(residual))),
         "rate_error_pct": float((period / 24 / slope - 1) * 100),
         "starts": len(runs),
+        **{f"skipped_{k}": v for k, v in skipped.items()},
     }
 
 
@@ -132,7 +135,8 @@ def main() -> int:
         rows[f"{pattern} {bpm}"] = r
         print(f"{pattern + ' ' + str(bpm):24} {r['beats']:5d} {r['sent_median_ms']:8.1f} {r['sent_p95_ms']:6.1f} "
               f"{r['sent_early_share']:5.2f}  {r['clock_on_beat_median_ms']:9.1f} {r['clock_on_beat_p95_ms']:6.1f}  "
-              f"{r['jitter_rms_ms']:10.2f} {r['jitter_max_ms']:6.2f}  {r['rate_error_pct']:7.2f} {r['starts']:6d}", flush=True)
+              f"{r['jitter_rms_ms']:10.2f} {r['jitter_max_ms']:6.2f}  {r['rate_error_pct']:7.2f} {r['starts']:6d}"
+              f"  skipped {r['skipped_bridge']}/{r['skipped_player']}/{r['skipped_recorder']}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))
