@@ -92,8 +92,8 @@ pub struct MidiClock {
     /// Added to each of the next `corr_left` ticks to take up a phase error.
     corr: f64,
     corr_left: u64,
-    /// The sign of the last report's phase error if it was a jump, else 0.
-    jump: i8,
+    /// The last report's phase error was a jump.
+    phase_jump: bool,
     /// The last report's tempo if it was a jump, else 0.
     jump_tempo: f64,
     /// Where the beat counts as lost without another report.
@@ -114,7 +114,7 @@ impl MidiClock {
             period: 0.0,
             corr: 0.0,
             corr_left: 0,
-            jump: 0,
+            phase_jump: false,
             jump_tempo: 0.0,
             lost_at: 0,
         }
@@ -177,7 +177,7 @@ impl MidiClock {
             self.period = tempo;
             self.corr = 0.0;
             self.corr_left = 0;
-            self.jump = 0;
+            self.phase_jump = false;
             self.jump_tempo = 0.0;
             return;
         }
@@ -187,13 +187,14 @@ impl MidiClock {
         let beat_tick = ((at / per_beat).round().max(0.0) as u64 * TICKS_PER_BEAT).max(self.ticks);
         let error = next as f64 - self.tick_at(beat_tick);
         let tempo_jump = (tempo / self.period - 1.0).abs() > LARGE_TEMPO;
-        let sign = if error.abs() > LARGE_PHASE * per_beat * self.period { error.signum() as i8 } else { 0 };
+        let phase_jump = error.abs() > LARGE_PHASE * per_beat * self.period;
         // A jump counts once the next report confirms it (or at once on a new lock):
-        // a single report off the beat is the tracker's noise.
+        // a single report off the beat is the tracker's noise. Either sign confirms a phase
+        // jump: near half a beat the sign may flip, and either way round is as good.
         let same_tempo = (tempo / self.jump_tempo - 1.0).abs() <= LARGE_TEMPO;
-        let confirmed = relock || (tempo_jump && same_tempo) || (sign != 0 && sign == self.jump);
-        let jumped = tempo_jump || sign != 0;
-        self.jump = sign;
+        let confirmed = relock || (tempo_jump && same_tempo) || (phase_jump && self.phase_jump);
+        let jumped = tempo_jump || phase_jump;
+        self.phase_jump = phase_jump;
         self.jump_tempo = if tempo_jump { tempo } else { 0.0 };
         if jumped && !confirmed {
             return;
