@@ -194,6 +194,22 @@ proptest! {
     }
 }
 
+/// The beat tracker too: beats, tempo and their positions are the same whatever
+/// the blocks (the live bridge feeds 128 or fewer frames, the benchmarks whole hops).
+#[test]
+fn beats_are_block_size_independent() {
+    let x = drums(128.0, 10.0);
+    let cfg = EngineConfig::default();
+    let beats = |blocks: &[usize]| -> Vec<_> {
+        analyse(&cfg, &x, blocks).into_iter().filter(|e| matches!(e.kind(), "beat" | "tempo")).collect()
+    };
+    let reference = beats(&[128]);
+    assert!(reference.iter().filter(|e| e.kind() == "beat").count() > 10, "{reference:?}");
+    for blocks in [&[64][..], &[1024], &[37, 128, 500, 3], &[8192]] {
+        assert_eq!(beats(blocks), reference, "blocks {blocks:?}");
+    }
+}
+
 /// The default settings with every feature kind enabled.
 fn with_features() -> EngineConfig {
     let mut cfg = EngineConfig::default();

@@ -277,6 +277,10 @@ fn the_midi_clock_follows_a_drum_groove_at_24_per_beat_and_allocates_nothing() {
         let per_tick = (late[late.len() - 1] - late[0]) as f64 / (late.len() - 1) as f64;
         let rate = beat as f64 / 24.0 / per_tick;
         assert!((rate - 1.0).abs() < 0.01, "{bpm}: {rate}");
+        // Smooth: from one tick to the next the tick length changes by at most 0.25 ms.
+        let gaps: Vec<i64> = late.windows(2).map(|w| (w[1] - w[0]) as i64).collect();
+        let worst = gaps.windows(2).map(|w| (w[1] - w[0]).abs()).max().unwrap();
+        assert!(worst <= 12, "{bpm}: a tick length changed by {worst} samples");
         // The first tick of a beat falls where the tracker put the beat, within 10 ms.
         let beats: Vec<u64> = run
             .events
