@@ -24,18 +24,14 @@ import asyncio
 import contextlib
 import json
 import math
-import sys
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 from rust_engine import Event
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -50,10 +46,10 @@ from bridge.addresses import (
     control_specs,
     osc_address,
 )
+from bridge.loop_server import LoopClient, LoopServer
 from bridge.osc_out import event_message, event_values
 from bridge.params import PARAMS
 from bridge.state import Snapshot
-from bridge.ws import CLOSE_TOO_SLOW
 
 EXTENSIONS = {
     "ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "LISTEN": True,
@@ -63,10 +59,6 @@ EXTENSIONS = {
 }
 """What this server supports, as HOST_INFO says it (the proposal's optional attributes and commands)."""
 ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "RANGE", "DESCRIPTION", "VALUE")
-QUEUE_MAX = 512
-"""Packets waiting for one listening client; when full the client is dropped."""
-MAX_MESSAGE = 4096
-"""Largest message a client may send (a LISTEN command is far smaller)."""
 CONTROL_POLL_S = 0.1
 """How often control values are compared for listeners (only while someone listens to one)."""
 
@@ -153,18 +145,14 @@ def control_value(spec: ControlSpec, snap: Snapshot) -> list[Any] | None:
     return None
 
 
-class _Listener:
-    """One WebSocket client: the paths it listens to and its queue of OSC packets (filled by
-    the dispatch thread, emptied by the event loop; deque append and popleft are atomic)."""
+class _Listener(LoopClient):
+    """One WebSocket client: the paths it listens to and its queue of OSC packets."""
 
     def __init__(self, connection: ServerConnection, rate_hz: float) -> None:
-        self.connection = connection
+        super().__init__(connection)
         self.paths: frozenset[str] = frozenset()  # replaced, never changed in place
         self.interval = 1.0 / rate_hz
         self.last_sent: dict[str, float] = {}
-        self.queue: deque[bytes] = deque()
-        self.ready = asyncio.Event()
-        self.dropped = False
         self.controls_sent: dict[str, list[Any] | None] = {}
 
     def due(self, path: str, t: float) -> bool:
@@ -176,7 +164,7 @@ class _Listener:
         return True
 
 
-class OscQueryServer:
+class OscQueryServer(LoopServer[_Listener]):
     """HTTP namespace and WebSocket LISTEN on one port; `publish` from the dispatch thread.
 
     `snapshot` gives the controls' values; `osc_in` is where controls are sent
@@ -206,30 +194,18 @@ class OscQueryServer:
         self._index(self.root)
         self._streams = {node.stream: path for path, node in self._nodes.items() if node.stream is not None}
         self._latest: dict[str, Event] = {}  # path -> the stream's latest event, for VALUE
-        self._listeners: list[_Listener] = []  # replaced, never changed in place: read by both threads
-        self._wake_pending = False
-        self._loop = asyncio.new_event_loop()
-        self._server: Server | None = None
-        bound: Future[tuple[str, int]] = Future()
-        self._thread = threading.Thread(target=self._run, args=(host, port, bound), name="daw-bridge-oscquery", daemon=True)
-        self._thread.start()
-        self.host, self.port = bound.result()
+        super().__init__(host, port, "daw-bridge-oscquery")
 
     def _index(self, node: Node) -> None:
         self._nodes[node.path] = node
         for child in node.children.values():
             self._index(child)
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
-
     # -- dispatch thread ---------------------------------------------------------------
 
     def publish(self, events: Iterable[Event]) -> None:
         """Keeps each stream's latest event and queues packets for listeners; never blocks."""
-        listeners = self._listeners
+        listeners = self._clients
         queued = False
         for event in events:
             k = event.input or 1
@@ -246,25 +222,9 @@ class OscQueryServer:
                         continue
                     if packet is None:
                         packet = event_message(event, path, kind).dgram
-                    if len(client.queue) >= QUEUE_MAX:
-                        self._drop(client)
-                        continue
-                    client.queue.append(packet)
-                    queued = True
+                    queued = self._queue(client, packet) or queued
         if queued:
             self._wake_soon()
-
-    def _wake_soon(self) -> None:
-        if not self._wake_pending:
-            self._wake_pending = True
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                self._loop.call_soon_threadsafe(self._wake)
-
-    def _drop(self, client: _Listener) -> None:
-        client.dropped = True
-        self.dropped += 1
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._abort, client)
 
     # -- HTTP: the namespace -------------------------------------------------------------
 
@@ -327,45 +287,12 @@ class OscQueryServer:
 
     # -- event loop thread -------------------------------------------------------------
 
-    def _run(self, host: str, port: int, bound: Future[tuple[str, int]]) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve(host, port, bound))
-        except BaseException as e:
-            if not bound.done():
-                bound.set_exception(e)  # the constructor raises it (OSError: a busy port)
-            else:
-                raise
-        finally:
-            self._loop.close()
-
-    async def _serve(self, host: str, port: int, bound: Future[tuple[str, int]]) -> None:
-        self._server = await serve(
-            self._handle, host, port,
-            process_request=self._http, max_size=MAX_MESSAGE, close_timeout=1, server_header=None,
-        )
-        address = next(iter(self._server.sockets)).getsockname()
-        bound.set_result((address[0], address[1]))
-        watcher = asyncio.ensure_future(self._watch_controls())
-        await self._server.wait_closed()
-        watcher.cancel()
-
-    def _wake(self) -> None:
-        self._wake_pending = False
-        for client in self._listeners:
-            if client.queue:
-                client.ready.set()
-
-    def _abort(self, client: _Listener) -> None:
-        address = "{}:{}".format(*client.connection.remote_address[:2])
-        print(f"daw-bridge: OSCQuery client {address} dropped: it does not keep up", file=sys.stderr)
-        client.ready.set()
-        closing = asyncio.ensure_future(client.connection.close(CLOSE_TOO_SLOW, "too slow"))
-        self._loop.call_later(1.0, _cut, client.connection, closing)
+    def _background(self) -> Coroutine[Any, Any, None]:
+        return self._watch_controls()
 
     async def _handle(self, connection: ServerConnection) -> None:
         client = _Listener(connection, self.rate_hz)
-        self._listeners = [*self._listeners, client]
+        self._clients = [*self._clients, client]
         sender = asyncio.ensure_future(self._send(client))
         try:
             async for message in connection:
@@ -373,7 +300,7 @@ class OscQueryServer:
         except ConnectionClosed:
             pass
         finally:
-            self._listeners = [c for c in self._listeners if c is not client]
+            self._clients = [c for c in self._clients if c is not client]
             sender.cancel()
 
     async def _send(self, client: _Listener) -> None:
@@ -405,7 +332,7 @@ class OscQueryServer:
         """Sends a control's value to its listeners when it changes, whoever changed it."""
         while True:
             await asyncio.sleep(CONTROL_POLL_S)
-            listening = [(c, p) for c in self._listeners for p in c.paths if self._nodes[p].control is not None]
+            listening = [(c, p) for c in self._clients for p in c.paths if self._nodes[p].control is not None]
             if not listening:
                 continue
             snap = self._snapshot()
@@ -418,21 +345,6 @@ class OscQueryServer:
                 client.controls_sent[path] = value
                 client.queue.append(_control_packet(path, node.type, value))
                 client.ready.set()
-
-    # -- any thread ----------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Closes every connection and the server, and ends the loop's thread."""
-        server = self._server
-        if server is not None and self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(server.close)
-        self._thread.join(timeout=5)
-
-
-def _cut(connection: ServerConnection, closing: asyncio.Future[None]) -> None:
-    if not closing.done():
-        connection.transport.abort()
 
 
 def _has_controls(node: Node) -> bool:

@@ -23,32 +23,25 @@ import contextlib
 import ipaddress
 import json
 import logging
-import sys
-import threading
-from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future
 from importlib import resources
 from typing import Any
 
 from rust_engine import Event
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from bridge.loop_server import LoopClient, LoopServer
 
 log = logging.getLogger(__name__)
 
 RATE_LIMITED = frozenset({"pitch", "dynamics", "bands", "spectrum", "chroma"})
 """Kinds the engine emits every hop: thinned to the client's rate. Any other kind is never dropped."""
 MAX_RATE_HZ = 1000.0
-QUEUE_MAX = 512
-"""Messages waiting for one client; when full the client is dropped (it reads too slowly or not at all)."""
-MAX_MESSAGE = 4096
-"""Largest message a client may send (a subscribe message is far smaller)."""
 PAGE = "index.html"
 _ANSWERS = frozenset({"subscribed", "error"})
-CLOSE_TOO_SLOW = 1008  # policy violation: it did not keep up
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -86,20 +79,14 @@ def page() -> bytes:
     return resources.files("bridge").joinpath("web", PAGE).read_bytes()
 
 
-class _Client:
-    """One browser: what it wants, and its queue, filled by the dispatch thread and
-    emptied by the event loop. A deque's append and popleft are atomic, so the
-    two threads share it without a lock that the dispatch thread could wait on."""
+class _Client(LoopClient):
+    """One browser: what it wants, and its queue of (kind, message)."""
 
     def __init__(self, connection: ServerConnection, rate_hz: float) -> None:
-        self.connection = connection
+        super().__init__(connection)
         self.kinds: frozenset[str] | None = None  # None: every kind
         self.interval = 1.0 / rate_hz
         self.last_sent: dict[tuple[str, int], float] = {}
-        self.queue: deque[tuple[str, str]] = deque()  # (kind, message)
-        self.ready = asyncio.Event()
-        self.dropped = False
-        self.label = "{}:{}".format(*connection.remote_address[:2])
 
     def wants(self, kind: str, key: tuple[str, int], t: float) -> bool:
         """Subscribed to `kind`, and (for a rate-limited kind) due: thinned by the event's
@@ -115,7 +102,7 @@ class _Client:
         return True
 
 
-class WsFeed:
+class WsFeed(LoopServer[_Client]):
     """The WebSocket server and page; `publish` from the dispatch thread, `close` at stop.
 
     Binds in the constructor, so a busy port fails before anything is live:
@@ -125,22 +112,8 @@ class WsFeed:
     def __init__(self, host: str, port: int, n_inputs: int, rate_hz: float) -> None:
         self.n_inputs = n_inputs
         self.rate_hz = rate_hz
-        self.dropped = 0
-        """Clients dropped for being too slow."""
-        self._clients: list[_Client] = []  # replaced, never changed in place: read by both threads
         self._page = page()
-        self._wake_pending = False
-        self._loop = asyncio.new_event_loop()
-        self._server: Server | None = None
-        bound: Future[tuple[str, int]] = Future()
-        self._thread = threading.Thread(target=self._run, args=(host, port, bound), name="daw-bridge-ws", daemon=True)
-        self._thread.start()
-        self.host, self.port = bound.result()
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        super().__init__(host, port, "daw-bridge-ws")
 
     # -- dispatch thread ---------------------------------------------------------------
 
@@ -160,15 +133,9 @@ class WsFeed:
                     message = self._encode(event, k)
                     if not message:
                         break
-                if len(client.queue) >= QUEUE_MAX:
-                    self._drop(client)
-                    continue
-                client.queue.append((kind, message))
-                queued = True
-        if queued and not self._wake_pending:
-            self._wake_pending = True
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                self._loop.call_soon_threadsafe(self._wake)
+                queued = self._queue(client, (kind, message)) or queued
+        if queued:
+            self._wake_soon()
 
     @staticmethod
     def _encode(event: Event, k: int) -> str:
@@ -179,48 +146,7 @@ class WsFeed:
         except ValueError:
             return ""  # not finite: the engine promises finite values, so this is rare
 
-    def _drop(self, client: _Client) -> None:
-        client.dropped = True
-        self.dropped += 1
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._abort, client)
-
     # -- event loop thread -------------------------------------------------------------
-
-    def _run(self, host: str, port: int, bound: Future[tuple[str, int]]) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve(host, port, bound))
-        except BaseException as e:
-            if not bound.done():
-                bound.set_exception(e)  # the constructor raises it (OSError: a busy port)
-            else:
-                raise
-        finally:
-            self._loop.close()
-
-    async def _serve(self, host: str, port: int, bound: Future[tuple[str, int]]) -> None:
-        self._server = await serve(
-            self._handle, host, port,
-            process_request=self._http, max_size=MAX_MESSAGE, close_timeout=1, server_header=None,
-        )
-        address = next(iter(self._server.sockets)).getsockname()
-        bound.set_result((address[0], address[1]))
-        await self._server.wait_closed()
-
-    def _wake(self) -> None:
-        self._wake_pending = False
-        for client in self._clients:
-            if client.queue:
-                client.ready.set()
-
-    def _abort(self, client: _Client) -> None:
-        """Drops a client that cannot keep up: a close frame if its buffers have room,
-        and the connection cut either way (it may never read that frame)."""
-        print(f"daw-bridge: WebSocket client {client.label} dropped: it does not keep up", file=sys.stderr)
-        client.ready.set()
-        task = asyncio.ensure_future(client.connection.close(CLOSE_TOO_SLOW, "too slow"))
-        self._loop.call_later(1.0, _cut, client.connection, task)
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.partition("?")[0]
@@ -287,21 +213,6 @@ class WsFeed:
             "subscribe": "all" if client.kinds is None else sorted(client.kinds),
             "rate_hz": rate,
         })
-
-    # -- any thread ----------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Closes every connection and the server, and ends the loop's thread."""
-        server = self._server
-        if server is not None and self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(server.close)
-        self._thread.join(timeout=5)
-
-
-def _cut(connection: ServerConnection, closing: asyncio.Future[None]) -> None:
-    if not closing.done():
-        connection.transport.abort()
 
 
 def _reply(client: _Client, message: dict[str, Any]) -> None:

@@ -24,8 +24,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from bridge.analyze import note_name
+from bridge.loop_server import QUEUE_MAX
 from bridge.signals import melody_audio
-from bridge.ws import QUEUE_MAX, page, parse_listen
+from bridge.ws import page, parse_listen
 from conftest import CLI, run_cli
 from live_bridge import MELODY, Bridge, wait_until
 
