@@ -272,8 +272,9 @@ def test_python_m_bridge_addresses_lists_the_control_in_addresses_and_the_docs_h
 
 def test_osc_tempo_controls_double_halve_hold_and_tap_the_tracked_tempo(jack_server, bridges, players):
     """A 90 BPM groove looped into the bridge; over real UDP: /tempo/double gives 180,
-    /tempo/halve 90 again, /tempo/hold holds and releases (also its OSCQuery VALUE), and four
-    /tempo/tap a second apart set 60 BPM; a trigger sent an argument is refused."""
+    /tempo/hold holds and releases (also its OSCQuery VALUE), four /tempo/tap at the groove's
+    tempo bring 90 back (a tapped tempo of no octave relation to the groove the tracker would
+    rightly leave), and /tempo/double and /tempo/halve again; a trigger sent an argument is refused."""
     from bridge.signals import groove
 
     udp, control, query = free_port(socket.SOCK_DGRAM), free_port(), free_port()
@@ -291,19 +292,21 @@ def test_osc_tempo_controls_double_halve_hold_and_tap_the_tracked_tempo(jack_ser
         wait_until(near(90), 20, "the groove's 90 BPM", bridge.report)
         osc.send_message("/bridge/control/tempo/double", [])
         wait_until(near(180), 10, "the doubled tempo", bridge.report)
-        osc.send_message("/bridge/control/tempo/halve", [])
-        wait_until(near(90), 10, "the halved tempo", bridge.report)
         osc.send_message("/bridge/control/tempo/hold", 1)
         wait_until(lambda: _snapshot(f)["tempo_held"], 10, "held", bridge.report)
         assert _get(query, "/bridge/control/tempo/hold?VALUE") == {"VALUE": [True]}
         osc.send_message("/bridge/control/tempo/hold", False)
         wait_until(lambda: not _snapshot(f)["tempo_held"], 10, "released", bridge.report)
         osc.send_message("/bridge/control/tempo/halve", 2.0)  # a trigger takes no argument
-        for k in range(4):
+        for k in range(4):  # tapped when each arrives: 90 BPM
             if k:
-                time.sleep(1.0)
+                time.sleep(60 / 90)
             osc.send_message("/bridge/control/tempo/tap", [])
-        wait_until(near(60), 10, "the tapped 60 BPM", bridge.report)
+        wait_until(near(90), 10, "the tapped 90 BPM", bridge.report)
+        osc.send_message("/bridge/control/tempo/double", [])
+        wait_until(near(180), 10, "doubled again", bridge.report)
+        osc.send_message("/bridge/control/tempo/halve", [])
+        wait_until(near(90), 10, "the halved tempo", bridge.report)
     err = bridge.stop()
     assert "/bridge/control/tempo/halve refused: takes no arguments, got 2.0" in err, err
-    assert "daw-bridge: OSC control in: 9 messages, 1 refused" in err, err
+    assert "daw-bridge: OSC control in: 10 messages, 1 refused" in err, err

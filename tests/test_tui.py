@@ -742,8 +742,9 @@ def beat_line(app: BridgeApp) -> str:
 
 def test_beat_keys_halve_double_and_hold_and_taps_set_the_tempo(runner: LiveRunner, player: Player) -> None:
     """A 90 BPM groove looped into the bridge: the BEAT line shows its tempo; ']' doubles it,
-    '[' halves it back, 'h' holds it (and says so); four taps a second apart over the
-    control port set 60 BPM, the groove's half time, which the tracker keeps."""
+    '[' halves it back, 'h' holds it (and says so); four taps a third of a second apart over
+    the control port set 180 BPM, the groove's double time, which the tracker keeps (a tempo
+    of no octave relation to the groove, such as 60, it would rightly leave)."""
     from bridge.signals import groove
 
     player.play(groove("four_on_the_floor", 90, seconds=8.0).signal, loop=True)
@@ -774,6 +775,6 @@ def test_beat_keys_halve_double_and_hold_and_taps_set_the_tempo(runner: LiveRunn
         remote = RemoteSource(port=server.port)
         now = time.time()
         for k in range(4):
-            remote.tap_tempo(now - 3.0 + k)
+            remote.tap_tempo(now - 1.0 + k / 3)
         remote.close()
-    wait_until(near(60), "the tapped 60 BPM", timeout=10)
+    wait_until(near(180), "the tapped 180 BPM", timeout=10)
