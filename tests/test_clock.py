@@ -28,8 +28,10 @@ def realtime(midi: list[tuple[int, bytes]]) -> list[tuple[int, int]]:
 
 
 def rate_error(ticks: list[int], bpm: float, rate: int = SR) -> float:
-    """How far the ticks' mean rate is from 24 per beat at `bpm`, as a fraction."""
-    per_tick = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+    """How far the ticks' rate is from 24 per beat at `bpm`, as a fraction. From their median
+    spacing: a period a client missed on a busy machine (an xrun) delays or loses the ticks in
+    it, which moves a mean over the whole run by as much, and the median not at all."""
+    per_tick = float(np.median(np.diff(ticks)))
     return (60.0 * rate / bpm / TICKS_PER_BEAT) / per_tick - 1.0
 
 

@@ -128,6 +128,7 @@ fn transport(client: &Client) -> Transport {
         return Transport::default();
     };
     let bbt = now.pos.bbt().map(|b| Bbt {
+        bar: b.bar as u32,
         beat: b.beat as u32,
         tick: b.tick as f64,
         ticks_per_beat: b.ticks_per_beat,

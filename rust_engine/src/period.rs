@@ -104,6 +104,8 @@ pub enum BeatSource {
 /// Bar, beat and tick of the transport at a period's first frame, as a JACK timebase master gives them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bbt {
+    /// Bar, 1-based.
+    pub bar: u32,
     /// Beat in the bar, 1-based.
     pub beat: u32,
     pub tick: f64,
@@ -130,6 +132,10 @@ pub struct BeatOptions {
 
 /// Most inputs one client takes; input k plays on MIDI channel (k - 1) % 16.
 pub const MAX_INPUTS: usize = 64;
+
+/// Most transport beats a gap in this client's periods may hold before it counts
+/// as a relocation, whose passed beats are not sent late.
+const LATE_BEATS: u64 = 2;
 
 /// No note sounding, in `Shared::active`.
 const NO_NOTE: u8 = 255;
@@ -223,6 +229,8 @@ pub struct Period {
     transport: Transport,
     /// Tempo last sent in a transport tempo event, to send changes only.
     transport_bpm: f64,
+    /// The next transport beat not yet published, counted from bar 1 beat 1.
+    transport_next: Option<u64>,
     sample_rate: u32,
 }
 
@@ -258,6 +266,7 @@ impl Period {
             clock_out: Vec::with_capacity(MidiClock::max_messages(MAX_BLOCK, cfg.sample_rate, cfg.beat.max_bpm) + 2),
             transport: Transport::default(),
             transport_bpm: 0.0,
+            transport_next: None,
             sample_rate: cfg.sample_rate,
         })
     }
@@ -303,40 +312,58 @@ impl Period {
     }
 
     /// Beats of the rolling transport within this period: events for the clock's
-    /// input, and the clock's beats.
+    /// input, and the clock's beats. Beats the transport passed in periods the
+    /// server ran without this client come at the period's start, late rather
+    /// than never, so a count of beats and bars stays whole.
     fn transport_beats(&mut self, start: u64, frame0: u32, frames: u32, publish: &mut impl FnMut(LiveEvent) -> bool) {
         let Some(bbt) = self.transport.bbt.filter(|b| self.transport.rolling && b.bpm > 0.0) else {
+            self.transport_next = None;
             return;
         };
         let per_beat = 60.0 * self.sample_rate as f64 / bbt.bpm;
         let within = if bbt.ticks_per_beat > 0.0 { (bbt.tick / bbt.ticks_per_beat).clamp(0.0, 1.0) } else { 0.0 };
-        let bar = (bbt.beats_per_bar.round() as u32).clamp(1, 16);
-        // The first beat at or after the period's first frame, and its place in the bar.
-        // Positions round to whole frames, so a beat half a frame away counts as here:
-        // the period before saw it a whole period ahead and left it to this one.
+        let bar = (bbt.beats_per_bar.round() as u64).clamp(1, 16);
+        // The beat at or before the period's first frame, counted from bar 1 beat 1,
+        // and the first beat at or after that frame. Positions round to whole frames,
+        // so a beat half a frame away counts as here: the period before saw it a
+        // whole period ahead and left it to this one.
+        let current = u64::from(bbt.bar.max(1) - 1) * bar + (u64::from(bbt.beat).clamp(1, bar) - 1);
         let since = within * per_beat;
-        let (mut at, mut place) = if since < 0.5 { (0.0, bbt.beat) } else { (per_beat - since, bbt.beat % bar + 1) };
-        while (at.round() as u64) < frames as u64 {
-            let offset = at.round() as u32;
-            let sample = start + offset as u64;
-            let next = start + (at + per_beat).round() as u64;
-            self.clock_to(start, frames, sample);
-            self.midi_clock.beat(sample, next);
+        let first = if since < 0.5 { current } else { current + 1 };
+        let from = match self.transport_next {
+            // Passed while this client was not run (a gap longer is a relocation).
+            Some(next) if next < first && first - next <= LATE_BEATS => next,
+            // Published by the period before, whose position ran a little ahead.
+            Some(next) if next == first + 1 => next,
+            _ => first,
+        };
+        for n in from.. {
+            let at = (n as f64 - current as f64) * per_beat - since;
+            let offset = at.round().max(0.0) as u64;
+            if offset >= frames as u64 {
+                break;
+            }
+            let sample = start + offset;
+            let next = start + (at + per_beat).round().max(offset as f64 + 1.0) as u64;
+            if n >= first {
+                self.clock_to(start, frames, sample);
+                self.midi_clock.beat(sample, next);
+            }
             let k = self.beat.clock_input;
-            let (bpm, confidence) = (bbt.bpm as f32, 1.0);
+            let (bpm, confidence, place) = (bbt.bpm as f32, 1.0, (n % bar + 1) as u8);
+            let offset = (offset as u32).min(frames.max(1) - 1);
             let beat = Event {
                 sample,
                 emit_sample: sample,
-                data: EventData::Beat { beat: place.min(16) as u8, bpm, confidence, next_sample: next },
+                data: EventData::Beat { beat: place, bpm, confidence, next_sample: next },
             };
-            self.publish(publish, k, frame0, offset.min(frames.max(1) - 1), beat);
+            self.publish(publish, k, frame0, offset, beat);
             if place == 1 || (bbt.bpm / self.transport_bpm - 1.0).abs() > 0.02 {
                 self.transport_bpm = bbt.bpm;
                 let tempo = Event { sample, emit_sample: sample, data: EventData::Tempo { bpm, confidence } };
-                self.publish(publish, k, frame0, offset.min(frames.max(1) - 1), tempo);
+                self.publish(publish, k, frame0, offset, tempo);
             }
-            at += per_beat;
-            place = place % bar + 1;
+            self.transport_next = Some(n + 1);
         }
     }
 
@@ -394,6 +421,8 @@ impl Period {
         if !self.finished {
             if transport {
                 self.transport_beats(period_start, frame0, frames, &mut publish);
+            } else {
+                self.transport_next = None;
             }
             self.clock_to(period_start, frames, period_start + frames as u64);
         }

@@ -302,35 +302,47 @@ fn the_midi_clock_follows_a_drum_groove_at_24_per_beat_and_allocates_nothing() {
     }
 }
 
-#[test]
-fn the_transport_drives_beats_and_clock_when_it_rolls() {
-    let mut run = Run::new(1, &[]);
-    run.period.set_beat_options(BeatOptions { source: BeatSource::Auto, ..BeatOptions::default() });
-    // 120 BPM in 4/4 from bar 1 beat 1: 24000 frames a beat, a tick of 1000.
-    let silence_and_roll = |run: &mut Run, periods: usize, rolling: bool| {
-        let block = vec![0.0f32; 256];
-        for _ in 0..periods {
-            let at = run.frame as f64 / 24_000.0;
-            let bbt = Bbt {
-                beat: (at.floor() as u32) % 4 + 1,
-                tick: at.fract() * 1920.0,
-                ticks_per_beat: 1920.0,
-                beats_per_bar: 4.0,
-                bpm: 120.0,
-            };
-            run.period.set_transport(Transport { rolling, bbt: Some(bbt) });
-            assert_eq!(run.step(&[&block], &[]), 0);
-        }
+/// A timebase master's position at `frame`: 120 BPM in 4/4 from bar 1 beat 1,
+/// 24000 frames a beat at 48 kHz.
+fn transport_at(frame: u64, rolling: bool) -> Transport {
+    let at = frame as f64 / 24_000.0;
+    let beats = at.floor() as u32;
+    let bbt = Bbt {
+        bar: beats / 4 + 1,
+        beat: beats % 4 + 1,
+        tick: at.fract() * 1920.0,
+        ticks_per_beat: 1920.0,
+        beats_per_bar: 4.0,
+        bpm: 120.0,
     };
-    silence_and_roll(&mut run, 1000, true);
-    let beats: Vec<(u64, u8)> = run
-        .events
+    Transport { rolling, bbt: Some(bbt) }
+}
+
+/// The beat events of a run: (stream sample, place in the bar).
+fn beats(run: &Run) -> Vec<(u64, u8)> {
+    run.events
         .iter()
         .filter_map(|e| match e.event.data {
             rust_engine::EventData::Beat { beat, .. } => Some((e.event.sample, beat)),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_transport_drives_beats_and_clock_when_it_rolls() {
+    let mut run = Run::new(1, &[]);
+    run.period.set_beat_options(BeatOptions { source: BeatSource::Auto, ..BeatOptions::default() });
+    // A tick of 1000 frames.
+    let silence_and_roll = |run: &mut Run, periods: usize, rolling: bool| {
+        let block = vec![0.0f32; 256];
+        for _ in 0..periods {
+            run.period.set_transport(transport_at(run.frame, rolling));
+            assert_eq!(run.step(&[&block], &[]), 0);
+        }
+    };
+    silence_and_roll(&mut run, 1000, true);
+    let beats = beats(&run);
     assert_eq!(beats.len(), 11, "{beats:?}");
     for (i, &(sample, place)) in beats.iter().enumerate() {
         assert_eq!(sample, i as u64 * 24_000);
@@ -342,4 +354,40 @@ fn the_transport_drives_beats_and_clock_when_it_rolls() {
     // Stopped: no beats, and the clock stops two beats after the last.
     silence_and_roll(&mut run, 400, false);
     assert_eq!(run.clocked.last().unwrap(), &(10 * 24_000 + 24_000 + 48_000, STOP));
+}
+
+#[test]
+fn transport_beats_in_periods_the_client_missed_come_late_and_none_twice() {
+    let mut run = Run::new(1, &[]);
+    run.period.set_beat_options(BeatOptions { source: BeatSource::Transport, ..BeatOptions::default() });
+    let block = vec![0.0f32; 256];
+    let mut frame = 0u64; // The server's frame clock; `run.frame` counts only periods the client ran.
+    for i in 0..1000u64 {
+        // Periods 185-194 (over beat 3, at frame 48000) go by without the client; at 469
+        // the server publishes the position of the period before, which held beat 6.
+        if !(185..195).contains(&i) {
+            let at = if i == 469 { frame - 256 } else { frame };
+            run.period.set_transport(transport_at(at, true));
+            run.frame = frame;
+            run.step(&[&block], &[]);
+        }
+        frame += 256;
+    }
+    let got = beats(&run);
+    assert_eq!(got.len(), 11, "every beat of the 256000 frames, once: {got:?}");
+    assert!(got.iter().enumerate().all(|(i, &(_, place))| place as usize == i % 4 + 1), "{got:?}");
+    // Beat 3 fell in the missed periods: it comes at the start of the first period after
+    // them, which is stream sample 185 * 256 (the stream holds only what the client heard).
+    assert_eq!(got[2].0, 185 * 256);
+    assert_eq!(run.shared.skipped_periods.load(Ordering::Relaxed), 10);
+    // A relocation a bar on is no gap to fill: the beats from there on, none late.
+    let before = got.len();
+    for _ in 0..200 {
+        run.period.set_transport(transport_at(frame + 96_000, true));
+        run.frame = frame;
+        run.step(&[&block], &[]);
+        frame += 256;
+    }
+    let after = &beats(&run)[before..];
+    assert_eq!(after.first().map(|b| b.1), Some(4), "{after:?}");
 }
