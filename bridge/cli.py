@@ -12,10 +12,9 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from bridge import templates
 from bridge.errors import BridgeError
@@ -104,7 +103,7 @@ def _add_analyze(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file whose [engine] table sets the engine"
     )
-    _add_note_flags(p, auto=True)
+    _add_note_flags(p, live=False)
     p.add_argument(
         "--bend",
         type=_bend_range,
@@ -116,21 +115,22 @@ def _add_analyze(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(handler=_run_analyze)
 
 
-def _add_note_flags(p: argparse.ArgumentParser, auto: bool) -> None:
-    """--tuning and --scale: `analyze` estimates `auto` from the file itself."""
+def _add_note_flags(p: argparse.ArgumentParser, live: bool) -> None:
+    """--tuning and --scale: `auto` estimates them, `analyze` from the whole file, `run` as the music plays."""
     p.add_argument(
         "--tuning",
-        type=_tuning if auto else _fixed(_tuning),
-        metavar="HZ|auto" if auto else "HZ",
-        help="the performer's A4 in Hz (400..480) that note numbers are read against (default 440)"
-        + ("; auto estimates it from the pitches" if auto else ""),
+        type=_tuning,
+        metavar="HZ|auto",
+        help="the performer's A4 in Hz (400..480) that note numbers are read against (default 440); auto estimates it "
+        + ("from the pitches as they come, and follows a drift" if live else "from the pitches"),
     )
     p.add_argument(
         "--scale",
-        type=_scale if auto else _fixed(_scale),
-        metavar="KEY:MODE|auto|chromatic" if auto else "KEY:MODE|chromatic",
-        help="snap note numbers (not the bend) to a scale, e.g. C:major, A:minor, D:dorian (default chromatic)"
-        + ("; auto estimates a major or minor key" if auto else ""),
+        type=_scale,
+        metavar="KEY:MODE|auto|chromatic",
+        help="snap note numbers (not the bend) to a scale, e.g. C:major, A:minor, D:dorian (default chromatic); "
+        + ("auto estimates a major or minor key as the music plays (chromatic until it settles)" if live
+           else "auto estimates a major or minor key"),
     )
 
 
@@ -150,18 +150,6 @@ def _scale(text: str) -> tuple[int, int] | str:
         return parse_scale(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _fixed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """`parse` without `auto`: the live bridge cannot read the performance ahead."""
-
-    def check(text: str) -> Any:
-        value = parse(text)
-        if value == "auto":
-            raise argparse.ArgumentTypeError("'auto' is for 'daw-bridge analyze' (it reads the whole file first)")
-        return value
-
-    return check
 
 
 def _bend_range(text: str) -> float:
@@ -272,7 +260,7 @@ def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--osc-in", metavar="[HOST:]PORT", help="receive the live controls as OSC under PREFIX/control/... on this UDP port (host 127.0.0.1 unless given; 0: any free port, printed at start); see 'python -m bridge.addresses'")
     p.add_argument("--oscquery", metavar="[HOST:]PORT", help="serve the OSC namespace per the OSCQuery proposal (HTTP JSON, LISTEN over WebSocket) on this TCP port (host 127.0.0.1 unless given); without --osc-in the controls get a free UDP port on the same host, given in ?HOST_INFO")
     p.add_argument("--demo", type=Path, metavar="AUDIO", help="start a dummy JACK server if none runs and loop AUDIO into the bridge")
-    _add_note_flags(p, auto=False)
+    _add_note_flags(p, live=True)
     p.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
     p.set_defaults(handler=_run_live)
 
@@ -334,12 +322,15 @@ def _run_live(args: argparse.Namespace) -> int:
         if value is not None:
             flag = "--" + attr.replace("_", "-")
             config.set_value(settings, key, str(value) if isinstance(value, Path) else value, label=flag)
-    if args.tuning is not None or args.scale is not None:
+    fixed_tuning = None if args.tuning == "auto" else args.tuning
+    fixed_scale = None if args.scale == "auto" else args.scale
+    if fixed_tuning is not None or fixed_scale is not None:
         from bridge.tuning import with_notes
 
-        settings["engine"] = with_notes(settings["engine"], args.tuning, args.scale)
+        settings["engine"] = with_notes(settings["engine"], fixed_tuning, fixed_scale)
         config.engine_config(settings["engine"])
     options = live.options_from_settings(settings)
+    options.auto_tuning, options.auto_scale = args.tuning == "auto", args.scale == "auto"
     preflight.check_osc_targets(options.osc)
     if args.demo is not None:
         preflight.check_demo_audio(args.demo)

@@ -42,6 +42,7 @@ from bridge.osc_out import OscSender, parse_target
 from bridge.recorder import EventLog, RecordingError, TakeRecorder, TakeSnapshot, open_directory
 from bridge.rtmidi_out import RtMidiOut
 from bridge.state import InputState, Snapshot
+from bridge.tuning import LiveEstimate
 from bridge.ws import WsFeed, is_loopback, parse_listen
 
 if TYPE_CHECKING:  # started by run() only, as clients of the runner
@@ -90,6 +91,10 @@ class LiveOptions:
     """Where OSC controls are received (`--osc-in`): host and UDP port."""
     oscquery: tuple[str, int] | None = None
     """Where the OSCQuery namespace is served (`--oscquery`): host and TCP port."""
+    auto_tuning: bool = False
+    """`--tuning auto`: the A4 reference estimated as the music plays (`bridge.tuning.LiveEstimate`)."""
+    auto_scale: bool = False
+    """`--scale auto`: the key estimated as the music plays."""
     poll_ms: float = 5.0
 
 
@@ -283,6 +288,11 @@ class LiveRunner:
             self._params[key] = value  # the dispatch thread passes it on
         if key == "notes.silence_db" and self._osc is not None:
             self._osc.silence_db = value  # OSC's idea of silence follows the engine's gate
+
+    def param(self, key: str) -> float:
+        """A live setting's value, as last set (the engine gets it within a poll)."""
+        with self._lock:
+            return self._params[key]
 
     def set_midi_enabled(self, enabled: bool) -> None:
         self._midi_enabled = enabled  # the dispatch thread passes it on
@@ -754,6 +764,9 @@ def run(
         _warn_if_public("the OSCQuery server", options.oscquery)
         runner = LiveRunner(options, config)
         runner.on_notes = lambda k, kind, note, vel, t: lines.put(_note_line(k, kind, note, vel, t))
+        if options.auto_tuning or options.auto_scale:
+            estimate = LiveEstimate(options.auto_tuning, options.auto_scale, runner.param, runner.set_param)
+            runner.event_sinks.append(estimate.add)
         if control_port is not None:
             # Bound before the client opens: a bad or busy port fails before anything is live.
             from bridge.control import ControlServer

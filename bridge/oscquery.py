@@ -120,7 +120,7 @@ def namespace(prefix: str, n_inputs: int, bands: int) -> Node:
         node.control, node.description = control, control.meaning
         if control.key is not None:
             p = PARAMS[control.key]
-            node.type, node.access, node.range = "f", 3, [{"MIN": p.lo, "MAX": p.hi}]
+            node.type, node.access, node.range = "i" if p.whole else "f", 3, [{"MIN": p.lo, "MAX": p.hi}]
         elif control.types == "i|T|F":
             node.type, node.access = "T", 3
         elif control.types == "s":
@@ -133,7 +133,8 @@ def namespace(prefix: str, n_inputs: int, bands: int) -> Node:
 def control_value(spec: ControlSpec, snap: Snapshot) -> list[Any] | None:
     """A control's VALUE in `snap`: the setting, the switch, the take's file name ("" when none)."""
     if spec.key is not None:
-        return [snap.params[spec.key]]
+        value = snap.params[spec.key]
+        return [int(value) if PARAMS[spec.key].whole else value]
     if spec.path == "/midi":
         return [snap.midi_enabled]
     if spec.path == "/osc":

@@ -29,6 +29,8 @@ class Param:
     unit: str
     doc: str
     default: float
+    whole: bool
+    """Takes whole numbers only (a scale's root and mode)."""
 
     def check(self, value: object) -> float:
         """The value as a float, or ValueError saying why it is not allowed."""
@@ -40,6 +42,8 @@ class Param:
         if not self.lo <= value <= self.hi:
             unit = f" {self.unit}" if self.unit else ""
             raise ValueError(f"{self.key} must be from {self.lo:g} to {self.hi:g}{unit}")
+        if self.whole and not float(value).is_integer():
+            raise ValueError(f"{self.key} must be a whole number")
         return float(value)
 
     def clamp(self, value: float) -> float:

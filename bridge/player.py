@@ -50,6 +50,10 @@ def note_messages(events: Sequence[tuple[int, bytes]]) -> list[tuple[str, int, i
     return out
 
 
+ON_TIME_LEAD_S = 0.2
+"""How far ahead an on-time play starts: its request must reach the callback first."""
+
+
 class Player:
     """A `rust_engine.Player` with one audio output `out` and one MIDI input `midi_in`,
     given the audio it plays up front.
@@ -116,25 +120,33 @@ class Player:
         now = self._trouble()
         return now[0] - self._trouble_at_play[0], now[1] - self._trouble_at_play[1]
 
-    def start(self, connect_to: Sequence[str] = (), midi_from: str | None = None, play: bool = True) -> None:
+    def start(self, connect_to: Sequence[str] = (), midi_from: str | None = None, play: bool = True,
+              on_time: bool = False) -> None:
         """Makes the given connections, then starts playing (so no audio is lost
-        to a port not yet connected)."""
+        to a port not yet connected); `on_time` as for `play`."""
         for port in connect_to:
             self.connect(self.out, port)
         if midi_from:
             self.connect(midi_from, self.midi_in)
         if play:
-            self.play()
+            self.play(on_time=on_time)
 
-    def play(self, audio: np.ndarray | None = None, loop: bool | None = None) -> float:
-        """Starts `audio` (else the player's own) from the next period; returns its length in seconds."""
+    def play(self, audio: np.ndarray | None = None, loop: bool | None = None, on_time: bool = False) -> float:
+        """Starts `audio` (else the player's own) from the next period; returns its length in seconds.
+
+        Audio played so goes on where it stopped after a period the server skipped
+        this player for: whole, but later than its time. `on_time` plays it as a
+        DAW's timeline does instead, locked to the server's frame clock from
+        `ON_TIME_LEAD_S` on: such a period is a hole, and the rest keeps its time
+        (a tempo stays the tempo)."""
         if audio is not None:
             self._audio = np.ascontiguousarray(audio, np.float32)
         if loop is not None:
             self._loop = loop
         self._trouble_at_play = self._trouble()
+        at = (self.engine.frame_time() + int(ON_TIME_LEAD_S * self.sample_rate)) % 2**32 if on_time else None
         try:
-            self.engine.play(self._audio, loop=self._loop)
+            self.engine.play(self._audio, loop=self._loop, at_frame=at)
         except RuntimeError as e:
             raise BridgeError(f"player '{self.name}': {e}") from None
         return len(self._audio) / self.sample_rate

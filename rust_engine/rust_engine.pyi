@@ -45,6 +45,8 @@ class _LiveParam(TypedDict):
     """The inclusive range the engine accepts."""
     unit: str
     """Unit for display (``"dB"``), empty for plain numbers."""
+    whole: bool
+    """Whole numbers only (``notes.scale_root``, ``notes.scale_mode``)."""
     doc: str
     default: float
 

@@ -140,8 +140,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     xruns = sum(n - before.get(name, 0) for name, n in _xruns(counted).items())
     failed = next((r for r in reports if r.failed), None)
     if failed is not None and xruns > 0:
-        last = failed.longreprtext.strip().splitlines()[-1] if failed.longreprtext.strip() else failed.when
-        item.warn(pytest.PytestWarning(f"failed while jackd reported {xruns} xruns ({last}); running it once more"))
+        lines = failed.longreprtext.strip().splitlines()
+        where = lines[-1] if lines else failed.when
+        # What failed, for the log: the first line of pytest's explanation ("E   assert ...").
+        said = next((line[1:].strip() for line in lines if line.startswith("E ")), "")[:300]
+        item.warn(pytest.PytestWarning(
+            f"failed while jackd reported {xruns} xruns ({where}: {said}); running it once more"))
         item._initrequest()  # fresh fixtures for the second run
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
     for report in reports:

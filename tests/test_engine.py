@@ -84,13 +84,15 @@ def test_bad_config_names_the_key(values, key, message):
 def test_live_params_are_the_engines_ranges():
     """The table the bridge and the TUI read: every entry is enforced by the engine at its limits."""
     params = EngineConfig.live_params()
-    assert [p["key"] for p in params] == ["onset.delta", "notes.silence_db", "notes.min_confidence"]
+    assert [p["key"] for p in params] == ["onset.delta", "notes.silence_db", "notes.min_confidence",
+                                          "notes.tuning_hz", "notes.scale_root", "notes.scale_mode"]
+    assert [p["key"] for p in params if p["whole"]] == ["notes.scale_root", "notes.scale_mode"]
     for p in params:
-        assert p["lo"] < p["default"] < p["hi"] and p["doc"]
+        assert p["lo"] <= p["default"] <= p["hi"] and p["lo"] < p["hi"] and p["doc"]
         an = Analyzer()
         an.set_param(p["key"], p["lo"])
         an.set_param(p["key"], p["hi"])
-        for bad in (p["lo"] - 0.5, p["hi"] + 0.5):
+        for bad in (p["lo"] - 1, p["hi"] + 1, *([p["lo"] + 0.5] if p["whole"] else [])):
             with pytest.raises(ConfigError) as raised:
                 an.set_param(p["key"], bad)
             assert raised.value.key == p["key"]

@@ -4,11 +4,13 @@ recording its MIDI output, a real OSC receiver, and the take files read back."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import mido
 import numpy as np
@@ -16,9 +18,12 @@ import pytest
 import soundfile as sf
 from pythonosc.osc_message import OscMessage
 
+from bridge import voices
 from bridge.player import Player, note_messages
 from bridge.signals import SR, harmonic, melody_audio
+from bridge.tuning import scale_name
 from conftest import CLI
+from live_bridge import free_port
 from midi_capture import assert_recovered_after_loss
 from udp_capture import UdpCapture
 
@@ -284,6 +289,35 @@ def test_run_reads_notes_against_tuning_and_scale_and_the_take_keeps_the_bends(j
     take_bends = [m.pitch for m in track if m.type == "pitchwheel"]
     assert take_bends == [*jack_bends, 0][: len(take_bends)] and take_bends[-1] == 0, (take_bends, jack_bends)
     assert [(m.control, m.value) for m in track if m.type == "control_change"][:4] == [(101, 0), (100, 0), (6, 2), (38, 0)]
+
+
+def test_run_tuning_and_scale_auto_settle_on_the_singers_while_it_sings(jack_server, monkeypatch):
+    """`run --tuning auto --scale auto`: a singer at A4 = 450 Hz in A minor (vibrato,
+    scoops); the bridge's own settings, read over OSCQuery, become the singer's A4
+    and key (or its relative major, the same notes) while the song plays."""
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    port = free_port()
+    proc = start_bridge(jack_server, "--tuning", "auto", "--scale", "auto", "--oscquery", str(port))
+    clip = voices.clip("auto", "sung", ("vibrato", "scoop"), seed=7, root=57, mode="minor", low=52, high=72,
+                       bpm=96, n_notes=20, a4_hz=450.0)
+    player = Player("test-player-auto", clip.signal)
+
+    def value(key: str) -> float:
+        url = f"http://127.0.0.1:{port}/bridge/control/{key.replace('.', '/')}?VALUE"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return float(json.load(r)["VALUE"][0])
+
+    try:
+        assert value("notes.tuning_hz") == 440.0 and value("notes.scale_mode") == 0
+        player.start(["daw-bridge:in_1"])
+        assert player.wait_finished(40)
+        tuning = value("notes.tuning_hz")
+        key = scale_name((int(value("notes.scale_root")), int(value("notes.scale_mode"))))
+    finally:
+        _, err = stop_bridge(proc)
+        player.close()
+    assert tuning == pytest.approx(450.0, abs=1.5), err
+    assert key in ("A:minor", "C:major"), err
 
 
 def test_osc_goes_quiet_in_silence_and_can_stamp_bundles_immediately(jack_server, monkeypatch):

@@ -66,10 +66,12 @@ def test_osc_controls_change_the_running_bridge_and_bad_ones_are_refused_and_cou
         f = sock.makefile("rwb")
         defaults = _snapshot(f)
         assert defaults["midi_enabled"] and defaults["osc_enabled"] and defaults["recording"] is None
-        # Every live setting, each to a value other than its default (as a float32, read back as sent).
+        # Every live setting, each to a value other than its default (as a float32, read back
+        # as sent; a whole one, a key or a scale, as an integer).
         wanted = {}
         for key, p in PARAMS.items():
-            value = round(p.lo + (p.hi - p.lo) * 0.37, 3)
+            value = round(p.lo + (p.hi - p.lo) * 0.37, 0 if p.whole else 3)
+            value = int(value) if p.whole else value
             assert value != defaults["params"][key]
             osc.send_message("/bridge/control/" + key.replace(".", "/"), value)
             wanted[key] = value
@@ -96,6 +98,7 @@ def test_osc_controls_change_the_running_bridge_and_bad_ones_are_refused_and_cou
             ("/bridge/control/onset/delta", "0.1"),  # a string
             ("/bridge/control/onset/delta", [0.1, 0.2]),  # two numbers
             ("/bridge/control/onset/delta", float("nan")),
+            ("/bridge/control/notes/scale_root", 2.5),  # a key is a whole number
             ("/bridge/control/midi", 2),
             ("/bridge/control/osc", 0.5),
             ("/bridge/control/nothing", 1),
@@ -117,8 +120,10 @@ def test_osc_controls_change_the_running_bridge_and_bad_ones_are_refused_and_cou
     err = bridge.stop()
     refusals = [line for line in err.splitlines() if "refused:" in line]
     assert len([r for r in refusals if "/bridge/control/onset/delta " in r]) == 1, refusals
-    assert len(refusals) == 8, refusals  # one per address: delta, midi, osc, nothing, *, record, record/stop, malformed
+    # One per address: delta, scale_root, midi, osc, nothing, *, record, record/stop, malformed.
+    assert len(refusals) == 9, refusals
     assert "/bridge/control/nothing refused: not a control" in err
+    assert "/bridge/control/notes/scale_root refused: notes.scale_root must be a whole number" in err
     assert "/bridge/control/midi refused: takes 1 or 0 (i) or T or F, got 2" in err
     sent = len(PARAMS) + 7 + len(bad) + 1  # 7 good controls after the params; the good one last
     assert f"daw-bridge: OSC control in: {sent} messages, {len(bad) + 1} refused" in err, err
@@ -170,8 +175,9 @@ def test_the_namespace_lists_every_stream_and_control_and_a_float_sent_reads_bac
         node = nodes[address]
         if spec.key is not None:
             p = PARAMS[spec.key]
-            assert (node["TYPE"], node["ACCESS"], node["RANGE"]) == ("f", 3, [{"MIN": p.lo, "MAX": p.hi}])
-            assert node["VALUE"] == [p.default]
+            kind = "i" if p.whole else "f"
+            assert (node["TYPE"], node["ACCESS"], node["RANGE"]) == (kind, 3, [{"MIN": p.lo, "MAX": p.hi}])
+            assert node["VALUE"] == [p.default] and isinstance(node["VALUE"][0], int) == p.whole
     assert nodes["/bridge/control/midi"]["VALUE"] == [True] and nodes["/bridge/control/record"]["VALUE"] == [""]
     assert nodes["/bridge/control/record/stop"]["ACCESS"] == 2 and "VALUE" not in nodes["/bridge/control/record/stop"]
 

@@ -283,7 +283,8 @@ def test_save_key_writes_the_tuned_settings(runner: LiveRunner, tmp_path: Path) 
     async def go() -> None:
         app = BridgeApp(runner, config_path=path)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await pilot.press("O", "G", "G", "c")
+            await pilot.press("O", "G", "G", "c", "A", "A", "K", "K", "L", "L")
+            await until(pilot, lambda: "A4 442.0 Hz  key D  scale minor" in text(app.params), "the note settings")
             await pilot.press("w")
             await pilot.pause(0.1)
             assert any(f"saved to {path}" in t for t in toasts(app))
@@ -291,6 +292,8 @@ def test_save_key_writes_the_tuned_settings(runner: LiveRunner, tmp_path: Path) 
     run(go())
     engine = config.load(path)["engine"]
     params = runner.snapshot().params
+    assert (engine["notes"]["tuning_hz"], engine["notes"]["scale_root"], engine["notes"]["scale_mode"]) == (442.0, 2, 2)
+    assert "scale_root = 2\n" in path.read_text()  # a whole number, as written by hand
     assert engine["onset"]["delta"] == params["onset.delta"] == pytest.approx(start["onset.delta"] + 0.005)
     assert engine["notes"]["silence_db"] == params["notes.silence_db"] == start["notes.silence_db"] + 6
     assert engine["notes"]["min_confidence"] == params["notes.min_confidence"] == pytest.approx(start["notes.min_confidence"] - 0.05)

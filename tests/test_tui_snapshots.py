@@ -69,7 +69,8 @@ def snapshot(inputs: int = 1) -> Snapshot:
         osc_enabled=True,
         midi_enabled=True,
         recording=None,
-        params={"onset.delta": 0.03, "notes.silence_db": -50.0, "notes.min_confidence": 0.8},
+        params={"onset.delta": 0.03, "notes.silence_db": -50.0, "notes.min_confidence": 0.8,
+                "notes.tuning_hz": 442.0, "notes.scale_root": 2.0, "notes.scale_mode": 3.0},
         status="running as 'daw-bridge' at 48000 Hz, 128 frames",
         connected=True,
     )

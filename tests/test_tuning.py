@@ -11,14 +11,15 @@ import mido
 import numpy as np
 import pytest
 import soundfile as sf
-from rust_engine import SCALE_MODES, Analyzer, EngineConfig
+from rust_engine import SCALE_MODES, Analyzer, ConfigError, EngineConfig
 
 from bridge import voices
 from bridge.analyze import analyze_file
 from bridge.bend import BEND_CENTRE
+from bridge.live import LiveOptions, LiveRunner
 from bridge.recorder import TakeRecorder
 from bridge.signals import SR, harmonic
-from bridge.tuning import estimate_key, parse_scale, parse_tuning, scale_name
+from bridge.tuning import LiveEstimate, estimate_key, parse_scale, parse_tuning, scale_name
 from conftest import CLI
 
 ONSET_TOL_S = 0.05
@@ -93,6 +94,98 @@ def test_a_scale_snaps_note_numbers_to_its_nearest_degree(tmp_path):
     assert [n.note for n in analyze_file(path, scale=parse_scale("chromatic")).notes] == [60, 63, 64, 66, 70, 72]
 
 
+def _notes_live(midis: list[float], changes: dict[int, dict[str, float]]) -> list[int]:
+    """Note numbers of an Analyzer fed tones `midis`, one block per tone and gap, with
+    `changes[i]` set (by `set_param`, as the live bridge does) before tone `i`."""
+    analyzer = Analyzer(EngineConfig())
+    gap = np.zeros(int(0.15 * SR), np.float32)
+    events = list(analyzer.process(gap))
+    for i, m in enumerate(midis):
+        for key, value in changes.get(i, {}).items():
+            analyzer.set_param(key, value)
+        events += analyzer.process(harmonic(m, 0.3))
+        events += analyzer.process(gap)
+    events += analyzer.flush()
+    return [e.note for e in events if e.kind == "note_on"]
+
+
+def test_scale_and_tuning_change_live_from_the_next_note_on():
+    major = SCALE_MODES.index("major")
+    # D#+20 cents: D# chromatically, E in C major; the same tone again after the change.
+    assert _notes_live([63.2, 63.2, 63.2], {1: {"notes.scale_mode": major}, 2: {"notes.scale_mode": 0}}) == [63, 64, 63]
+    # In G major (root 7) F#: A#+20 goes to B, and back to chromatic A#.
+    assert _notes_live([70.2, 70.2], {1: {"notes.scale_root": 7, "notes.scale_mode": major}}) == [70, 71]
+    # 60 cents under A4 = 440 Hz reads G# against 440 and A against a performer's A4 = 430 Hz.
+    assert _notes_live([68.4, 68.4], {1: {"notes.tuning_hz": 430.0}}) == [68, 69]
+
+
+def test_a_held_note_survives_a_scale_change_and_later_notes_snap():
+    """Changed while a note sounds: that note holds (no re-strike, no note-off), as its
+    pitch stays what it was; the next one snaps."""
+    analyzer = Analyzer(EngineConfig())
+    tone = harmonic(63.2, 1.0)
+    half = len(tone) // 2
+    events = list(analyzer.process(tone[:half]))
+    analyzer.set_param("notes.scale_mode", SCALE_MODES.index("major"))
+    events += analyzer.process(tone[half:])
+    events += analyzer.process(np.zeros(int(0.15 * SR), np.float32))
+    events += analyzer.process(harmonic(63.2, 0.3))
+    events += analyzer.flush()
+    notes = [(e.kind, e.note) for e in events if e.kind in ("note_on", "note_off")]
+    assert notes == [("note_on", 63), ("note_off", 63), ("note_on", 64), ("note_off", 64)]
+
+
+def _play_to_estimate(estimate: LiveEstimate, signal: np.ndarray) -> None:
+    """The clip's events, as the live bridge's dispatch thread hands them on: in batches."""
+    analyzer = Analyzer(EngineConfig())
+    for i in range(0, len(signal), 4096):
+        estimate.add(analyzer.process(signal[i : i + 4096]))
+
+
+def test_live_auto_finds_the_tuning_and_key_as_the_music_plays_and_then_holds_them():
+    """`run --tuning auto --scale auto`: a singer at A4 = 450 Hz in A minor, with vibrato
+    and scoops; the estimates reach a real (not started) runner's settings, which the
+    engine would get, once enough was sung, and do not flap."""
+    clip = voices.clip("t", "sung", ("vibrato", "scoop"), seed=7, root=57, mode="minor", low=52, high=72,
+                       bpm=96, n_notes=40, a4_hz=450.0)
+    runner = LiveRunner(LiveOptions(), EngineConfig())
+    sets: list[tuple[str, float]] = []
+
+    def set_param(key: str, value: float) -> None:
+        sets.append((key, value))
+        runner.set_param(key, value)
+
+    estimate = LiveEstimate(True, True, runner.param, set_param)
+    half = len(clip.signal) // 2
+    _play_to_estimate(estimate, clip.signal[:half])
+    assert runner.param("notes.tuning_hz") == pytest.approx(450.0, abs=1.5)
+    key = (int(runner.param("notes.scale_root")), int(runner.param("notes.scale_mode")))
+    assert scale_name(key) in ("A:minor", "C:major"), scale_name(key)
+    assert [k for k, _ in sets].count("notes.scale_root") == 1, sets
+    # The user picks another key (TUI, OSC): from then on it is theirs, the tuning still the estimator's.
+    runner.set_param("notes.scale_root", 2.0)
+    runner.set_param("notes.tuning_hz", 440.0)
+    _play_to_estimate(estimate, clip.signal[half:])
+    assert runner.param("notes.scale_root") == 2.0
+    assert runner.param("notes.tuning_hz") == 440.0
+
+
+def test_live_auto_waits_for_enough_singing():
+    clip = voices.clip("t", "sung", ("plain",), seed=3, root=57, mode="minor", low=52, high=72, bpm=96,
+                       n_notes=3, a4_hz=450.0)
+    runner = LiveRunner(LiveOptions(), EngineConfig())
+    _play_to_estimate(LiveEstimate(True, True, runner.param, runner.set_param), clip.signal)
+    assert runner.param("notes.tuning_hz") == 440.0 and runner.param("notes.scale_mode") == 0
+
+
+def test_whole_live_settings_refuse_fractions():
+    analyzer = Analyzer(EngineConfig())
+    with pytest.raises(ConfigError, match="whole"):
+        analyzer.set_param("notes.scale_root", 2.5)
+    with pytest.raises(ConfigError, match="notes.scale_mode"):
+        analyzer.set_param("notes.scale_mode", len(SCALE_MODES))
+
+
 def test_scale_auto_keeps_an_in_key_melody_and_names_its_key(tmp_path):
     path, _ = _sung(tmp_path, 440.0, phenomena=("plain",), seed=9)
     chromatic = analyze_file(path)
@@ -134,8 +227,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     (["analyze", "X.wav", "--tuning", "300"], "--tuning: the A4 reference must be from 400 to 480 Hz"),
     (["analyze", "X.wav", "--scale", "H:major"], "--scale: expected KEY:MODE"),
     (["analyze", "X.wav", "--bend", "0"], "--bend: must be above 0"),
-    (["run", "--tuning", "auto"], "--tuning: 'auto' is for 'daw-bridge analyze'"),
-    (["run", "--scale", "auto"], "--scale: 'auto' is for 'daw-bridge analyze'"),
+    (["run", "--tuning", "481"], "--tuning: the A4 reference must be from 400 to 480 Hz"),
+    (["run", "--scale", "C:blues"], "--scale: expected KEY:MODE"),
 ])
 def test_bad_tuning_scale_and_bend_flags_fail_in_one_line(args, says):
     done = _cli(*args)

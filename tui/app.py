@@ -105,7 +105,7 @@ def _param_bindings() -> list[Binding]:
     for key, p in PARAMS.items():
         group = Binding.Group(p.group, compact=True)
         for (letter, text), direction in ((p.down, -1), (p.up, 1)):
-            bindings.append(Binding(letter, f"param({key!r}, {direction})", text, group=group))
+            bindings.append(Binding(letter, f"param({key!r}, {direction})", text, show=p.footer, group=group))
     return bindings
 
 
@@ -294,12 +294,12 @@ class BridgeApp(App[None]):
         return Content("\n").join(lines + rows)
 
     def _params(self, snap: Snapshot) -> Content:
-        parts: list[Content | str | tuple[str, str]] = []
+        lines: list[list[Content | str | tuple[str, str]]] = [[], []]
         for key, p in PARAMS.items():
             if key in snap.params:
-                parts += [f"{p.label} ", (p.show(snap.params[key]), "bold $text-accent"), "  "]
-        parts.append((f"→ {self.config_path}", "$text-muted"))
-        return Content.assemble(*parts)
+                lines[p.line] += [f"{p.label} ", (p.show(snap.params[key]), "bold $text-accent"), "  "]
+        lines[0].append((f"→ {self.config_path}", "$text-muted"))
+        return Content("\n").join(Content.assemble(*parts) for parts in lines)
 
     # -- controls --------------------------------------------------------------------
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rust_engine import SCALE_MODES
+
 from bridge.params import PARAMS as ENGINE_PARAMS
 from bridge.params import Param as EngineParam
+from bridge.tuning import NOTE_NAMES
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,12 @@ class Param:
     down: tuple[str, str]
     """Key binding and help text for one step down."""
     up: tuple[str, str]
+    names: tuple[str, ...] = ()
+    """What each whole value stands for (a key's pitch class, a scale's mode), if not a number."""
+    line: int = 0
+    """The settings line it is shown on: 0 detection, 1 how notes are read (tuning and key)."""
+    footer: bool = True
+    """Whether its keys are in the footer (else only in the help: the footer fits 80 columns)."""
 
     @property
     def engine(self) -> EngineParam:
@@ -36,6 +45,8 @@ class Param:
         return self.engine.clamp(round(value + direction * self.step, 6))
 
     def show(self, value: float) -> str:
+        if self.names:
+            return self.names[int(value)]
         return self.fmt.format(value)
 
 
@@ -46,5 +57,11 @@ PARAMS: dict[str, Param] = {
         Param("onset.delta", "onset δ", "onset", 0.005, "{:.3f}", ("o", "onset δ down (more sensitive)"), ("O", "onset δ up (less sensitive)")),
         Param("notes.silence_db", "gate", "gate", 3.0, "{:.0f} dB", ("g", "silence gate down"), ("G", "silence gate up")),
         Param("notes.min_confidence", "conf ≥", "conf", 0.05, "{:.2f}", ("c", "confidence down"), ("C", "confidence up")),
+        Param("notes.tuning_hz", "A4", "A4", 1.0, "{:.1f} Hz", ("a", "A4 reference down"), ("A", "A4 reference up"),
+              line=1, footer=False),
+        Param("notes.scale_root", "key", "key", 1.0, "", ("k", "key down a semitone"), ("K", "key up a semitone"),
+              names=NOTE_NAMES, line=1, footer=False),
+        Param("notes.scale_mode", "scale", "scale", 1.0, "", ("l", "previous scale"), ("L", "next scale"),
+              names=tuple(SCALE_MODES), line=1, footer=False),
     )
 }

@@ -30,13 +30,15 @@ HELP = """\
 [b]o[/] / [b]O[/]  onset threshold δ down / up (down = more sensitive)
 [b]g[/] / [b]G[/]  silence gate down / up (3 dB steps)
 [b]c[/] / [b]C[/]  confidence threshold down / up
+[b]a[/] / [b]A[/]  A4 reference down / up (1 Hz): notes are read against it
+[b]k[/] / [b]K[/]  key down / up     [b]l[/] / [b]L[/]  previous / next scale to snap to
 [b]m[/]      MIDI output on / off (off sends note-offs)
 [b]s[/]      OSC output on / off
 [b]r[/]      start / stop recording a take (take-YYYYmmdd-HHMMSS.mid here)
 [b]b[/]      tap the beat (two taps or more set the tempo and the next beat)
 [b][[/] / [b]][/]  halve / double the tempo     [b]h[/]  hold the tempo / follow again
 [b]p[/]      pick the JACK ports that feed each input
-[b]w[/]      write δ, gate and confidence to the config file
+[b]w[/]      write these settings (δ, gate, confidence, A4, key, scale) to the config file
 [b]t[/]      light / dark theme     [b]?[/]  this help     [b]q[/]  quit
 """
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bridge import config
 from bridge.errors import BridgeError
-from bridge.params import split_key
+from bridge.params import PARAMS, split_key
 
 _TABLE = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 
@@ -63,7 +63,7 @@ def save_params(path: Path, params: dict[str, float], *, make_dir: bool = False)
     lines = text.splitlines()
     for key, value in params.items():
         section, name = split_key(key)
-        lines = _set_key(lines, f"engine.{section}", name, float(value))
+        lines = _set_key(lines, f"engine.{section}", name, int(value) if PARAMS[key].whole else float(value))
     directory = path.resolve().parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)

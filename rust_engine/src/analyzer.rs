@@ -12,6 +12,7 @@ use crate::features::SpectralFeatures;
 use crate::notes::{HopInfo, NoteTracker};
 use crate::onset::SpectralFlux;
 use crate::pitch::{PitchEstimate, Yin};
+use crate::scale::NoteMap;
 use crate::voicing::Voicing;
 
 /// Largest magnitude a sample may have; beyond it (and for NaN / Inf) the
@@ -138,6 +139,9 @@ impl Analyzer {
                 }
             }
             LiveParam::MinConfidence => self.voicing.set_min_confidence(value),
+            LiveParam::TuningHz | LiveParam::ScaleRoot | LiveParam::ScaleMode => {
+                self.notes.set_map(NoteMap::new(&self.cfg))
+            }
         }
     }
 

@@ -382,18 +382,12 @@ impl EngineConfig {
             "notes.slur_look_back_ms",
             "must be 0..200 ms",
         )?;
-        check(
-            n.tuning_hz.is_finite() && (400.0..=480.0).contains(&n.tuning_hz),
-            "notes.tuning_hz",
-            "must be 400..480 Hz",
-        )?;
-        check(n.scale_root <= 11, "notes.scale_root", "must be 0..11 (C..B)")?;
-        check(
-            n.scale_mode < SCALE_MODES.len(),
-            "notes.scale_mode",
-            "must be 0..10 (chromatic, major, minor, dorian, phrygian, lydian, mixolydian, locrian, \
-             harmonic_minor, major_pentatonic, minor_pentatonic)",
-        )?;
+        check_live(LiveParam::TuningHz, n.tuning_hz)?;
+        check_live(LiveParam::ScaleRoot, n.scale_root as f32)?;
+        check_live(LiveParam::ScaleMode, n.scale_mode as f32).map_err(|e| ConfigError {
+            reason: format!("{} ({})", e.reason, SCALE_MODES.map(|(name, _)| name).join(", ")).into(),
+            ..e
+        })?;
         let f = &self.features;
         for (v, key) in [
             (f.bands_enabled, "features.bands_enabled"),
@@ -530,6 +524,9 @@ pub enum LiveParam {
     OnsetDelta,
     SilenceDb,
     MinConfidence,
+    TuningHz,
+    ScaleRoot,
+    ScaleMode,
 }
 
 /// A live-tunable setting and its range: `validate` and every UI read it here.
@@ -544,10 +541,20 @@ pub struct LiveSpec {
 }
 
 /// Every live-tunable setting, in the order a UI lists them.
-pub const LIVE_PARAMS: [LiveSpec; 3] = [
+pub const LIVE_PARAMS: [LiveSpec; 6] = [
     LiveSpec { param: LiveParam::OnsetDelta, key: "onset.delta", lo: 0.0, hi: 1.0, unit: "" },
     LiveSpec { param: LiveParam::SilenceDb, key: "notes.silence_db", lo: -120.0, hi: 0.0, unit: " dB" },
     LiveSpec { param: LiveParam::MinConfidence, key: "notes.min_confidence", lo: 0.0, hi: 1.0, unit: "" },
+    // A little under a semitone either side of 440 Hz.
+    LiveSpec { param: LiveParam::TuningHz, key: "notes.tuning_hz", lo: 400.0, hi: 480.0, unit: " Hz" },
+    LiveSpec { param: LiveParam::ScaleRoot, key: "notes.scale_root", lo: 0.0, hi: 11.0, unit: "" },
+    LiveSpec {
+        param: LiveParam::ScaleMode,
+        key: "notes.scale_mode",
+        lo: 0.0,
+        hi: (SCALE_MODES.len() - 1) as f32,
+        unit: "",
+    },
 ];
 
 impl LiveParam {
@@ -701,8 +708,14 @@ mod tests {
         for spec in LIVE_PARAMS {
             assert_eq!(LiveParam::from_key(spec.key), Some(spec.param));
             assert_eq!(spec.param.key(), spec.key);
-            for (v, ok) in [(spec.lo, true), (spec.hi, true), (spec.lo - 0.01, false), (spec.hi + 0.01, false)] {
+            // Just outside the range: a step of the setting's kind (whole numbers take whole steps).
+            let out = if EngineConfig::is_whole(spec.key) { 1.0 } else { 0.01 };
+            for (v, ok) in [(spec.lo, true), (spec.hi, true), (spec.lo - out, false), (spec.hi + out, false)] {
                 let mut c = EngineConfig::default();
+                if v < 0.0 && EngineConfig::is_whole(spec.key) {
+                    assert!(c.set(spec.key, v as f64).is_err(), "{} = {v}", spec.key);
+                    continue;
+                }
                 c.set(spec.key, v as f64).unwrap();
                 assert_eq!(c.validate().is_ok(), ok, "{} = {v}", spec.key);
                 if !ok {

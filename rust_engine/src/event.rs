@@ -111,6 +111,16 @@ pub struct Event {
 }
 
 impl Event {
+    /// The same event `frames` later: its positions (and a beat's next one) moved on.
+    pub fn shifted(mut self, frames: u64) -> Self {
+        self.sample += frames;
+        self.emit_sample += frames;
+        if let EventData::Beat { next_sample, .. } = &mut self.data {
+            *next_sample += frames;
+        }
+        self
+    }
+
     /// Short lower-case name used in the JSON-lines schema.
     pub fn kind(&self) -> &'static str {
         match self.data {

@@ -155,6 +155,20 @@ impl NoteTracker {
         }
     }
 
+    /// Reads pitches against a new tuning or scale from the next hop on. The
+    /// sounding note stays; it and the pitches waiting to be confirmed keep
+    /// the pitch they stand for, in the new map's steps.
+    pub fn set_map(&mut self, map: NoteMap) {
+        let old = std::mem::replace(&mut self.map, map);
+        let convert = |step: &mut f32| *step = self.map.steps(old.midi(*step));
+        if let Some(a) = &mut self.active {
+            convert(&mut a.step);
+        }
+        for c in [&mut self.candidate, &mut self.change].into_iter().flatten() {
+            convert(&mut c.step);
+        }
+    }
+
     /// The sounding note, if any.
     pub fn active_note(&self) -> Option<u8> {
         self.active.map(|a| a.note)

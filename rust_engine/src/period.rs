@@ -43,8 +43,8 @@ pub struct FrameClock {
 pub enum ClockStep {
     /// Right after it (or the first period).
     Next,
-    /// After this many periods the client was not run for.
-    Skipped(u32),
+    /// After periods the client was not run for: how many, and their frames.
+    Skipped { periods: u32, frames: u32 },
     /// Sooner than a period: the server re-synced its clock.
     Short,
 }
@@ -57,7 +57,7 @@ impl FrameClock {
                 // A wrapped (negative) gap is a clock set back: also a re-sync.
                 if gap > prev_frames && gap < u32::MAX / 2 {
                     // A gap of less than two periods still lost audio: one period.
-                    ClockStep::Skipped((gap - 1) / prev_frames)
+                    ClockStep::Skipped { periods: (gap - 1) / prev_frames, frames: gap - prev_frames }
                 } else if gap != prev_frames {
                     ClockStep::Short
                 } else {
@@ -231,6 +231,8 @@ pub struct Period {
     transport_bpm: f64,
     /// The next transport beat not yet published, counted from bar 1 beat 1.
     transport_next: Option<u64>,
+    /// Frames of the periods the server ran without this client, so far.
+    skipped_frames: u64,
     sample_rate: u32,
 }
 
@@ -267,6 +269,7 @@ impl Period {
             transport: Transport::default(),
             transport_bpm: 0.0,
             transport_next: None,
+            skipped_frames: 0,
             sample_rate: cfg.sample_rate,
         })
     }
@@ -380,9 +383,14 @@ impl Period {
         mut publish: impl FnMut(LiveEvent) -> bool,
     ) -> &[MidiMessage] {
         self.outgoing.clear();
-        if let ClockStep::Skipped(n) = self.clock.step(frame0, frames) {
-            self.shared.skipped_periods.fetch_add(n as u64, Ordering::Relaxed);
+        if let ClockStep::Skipped { periods, frames: lost } = self.clock.step(frame0, frames) {
+            self.shared.skipped_periods.fetch_add(periods as u64, Ordering::Relaxed);
+            self.skipped_frames += lost as u64;
         }
+        // Positions go out on the server's frame clock: the engines' own, which count
+        // only what they heard, plus the frames of the periods the server skipped us for.
+        // So a note after a skip keeps its place in the session, and the clock its tempo.
+        let shift = self.skipped_frames;
         // Owed note-offs wait for a listener: right after a server restart
         // nothing is connected yet, and JACK MIDI to no one is lost.
         if self.shared.midi_readers.load(Ordering::Acquire) {
@@ -393,7 +401,7 @@ impl Period {
             self.apply_control(msg, frame0, &mut publish);
         }
         let transport = self.transport_drives();
-        let period_start = self.engines[0].position();
+        let period_start = self.engines[0].position() + shift;
         for k in 0..self.engines.len() {
             if self.finished {
                 break;
@@ -404,13 +412,14 @@ impl Period {
             // JACK never hands more than MAX_BLOCK frames; the error is unreachable.
             let _ = self.engines[k].process(&samples[..samples.len().min(MAX_BLOCK)], &mut self.events);
             for i in 0..self.events.len() {
-                let e = self.events[i];
-                let offset = (e.emit_sample.saturating_sub(start + 1)).min(frames.max(1) as u64 - 1) as u32;
+                let offset =
+                    (self.events[i].emit_sample.saturating_sub(start + 1)).min(frames.max(1) as u64 - 1) as u32;
+                let e = self.events[i].shifted(shift);
                 match e.data {
                     // The transport's beats stand in for the tracker's.
                     EventData::Beat { .. } | EventData::Tempo { .. } if transport => continue,
                     EventData::Beat { next_sample, .. } if k == self.beat.clock_input => {
-                        self.clock_to(start, frames, e.emit_sample);
+                        self.clock_to(start + shift, frames, e.emit_sample);
                         self.midi_clock.beat(e.sample, next_sample);
                     }
                     _ => {}

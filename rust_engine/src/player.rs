@@ -149,7 +149,9 @@ impl ProcessHandler for Processor {
     fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
         let (now, frames) = (ps.last_frame_time(), ps.n_frames());
         match self.clock.step(now, frames) {
-            ClockStep::Skipped(n) => _ = self.shared.skipped_periods.fetch_add(n as u64, Ordering::Relaxed),
+            ClockStep::Skipped { periods, .. } => {
+                _ = self.shared.skipped_periods.fetch_add(periods as u64, Ordering::Relaxed)
+            }
             ClockStep::Short => _ = self.shared.short_steps.fetch_add(1, Ordering::Relaxed),
             ClockStep::Next => {}
         }

@@ -127,6 +127,7 @@ impl PyEngineConfig {
                 d.set_item("lo", spec.lo as f64)?;
                 d.set_item("hi", spec.hi as f64)?;
                 d.set_item("unit", spec.unit.trim())?;
+                d.set_item("whole", EngineConfig::is_whole(spec.key))?;
                 d.set_item("doc", EngineConfig::doc(spec.key))?;
                 d.set_item("default", shortest(defaults.get(spec.key).expect("key from the table")))?;
                 Ok(d)

@@ -170,6 +170,11 @@ fn a_period_allocates_nothing_whatever_it_is_told() {
         vec![ControlMsg::Set(LiveParam::OnsetDelta, 0.2), ControlMsg::Set(LiveParam::SilenceDb, -50.0)],
         vec![ControlMsg::Midi(false)],
         vec![ControlMsg::Midi(true), ControlMsg::Set(LiveParam::MinConfidence, 0.5)],
+        vec![
+            ControlMsg::Set(LiveParam::TuningHz, 432.0),
+            ControlMsg::Set(LiveParam::ScaleRoot, 2.0),
+            ControlMsg::Set(LiveParam::ScaleMode, 3.0),
+        ],
         vec![ControlMsg::AllNotesOff],
         vec![ControlMsg::Finish],
     ] {
@@ -236,7 +241,8 @@ fn the_frame_clock_counts_the_periods_a_client_was_not_run_for() {
     let steps: Vec<ClockStep> =
         [(0, 128), (128, 128), (384, 128), (576, 128), (960, 128), (900, 128)].map(|(t, n)| clock.step(t, n)).into();
     use ClockStep::*;
-    assert_eq!(steps, [Next, Next, Skipped(1), Skipped(1), Skipped(2), Short]);
+    let skipped = |periods, frames| Skipped { periods, frames };
+    assert_eq!(steps, [Next, Next, skipped(1, 128), skipped(1, 64), skipped(2, 256), Short]);
     // The 32-bit frame time wraps: still the next period.
     let mut clock = FrameClock::default();
     assert_eq!([clock.step(u32::MAX - 63, 128), clock.step(64, 128)], [Next, Next]);
@@ -376,9 +382,10 @@ fn transport_beats_in_periods_the_client_missed_come_late_and_none_twice() {
     let got = beats(&run);
     assert_eq!(got.len(), 11, "every beat of the 256000 frames, once: {got:?}");
     assert!(got.iter().enumerate().all(|(i, &(_, place))| place as usize == i % 4 + 1), "{got:?}");
-    // Beat 3 fell in the missed periods: it comes at the start of the first period after
-    // them, which is stream sample 185 * 256 (the stream holds only what the client heard).
-    assert_eq!(got[2].0, 185 * 256);
+    // Beat 3 fell in the missed periods: it comes at the start of the first period after them.
+    assert_eq!(got[2].0, 195 * 256);
+    // On the server's frame clock, the others where the transport had them.
+    assert!(got.iter().enumerate().all(|(i, &(sample, _))| i == 2 || sample == i as u64 * 24_000), "{got:?}");
     assert_eq!(run.shared.skipped_periods.load(Ordering::Relaxed), 10);
     // A relocation a bar on is no gap to fill: the beats from there on, none late.
     let before = got.len();
@@ -390,4 +397,58 @@ fn transport_beats_in_periods_the_client_missed_come_late_and_none_twice() {
     }
     let after = &beats(&run)[before..];
     assert_eq!(after.first().map(|b| b.1), Some(4), "{after:?}");
+}
+
+#[test]
+fn after_periods_the_server_skipped_notes_keep_their_place_in_the_session() {
+    // Notes of 0.4 s with 0.2 s gaps; the server skips the client for 20 periods
+    // (5120 frames) in the middle of the first note, audio the engine never hears.
+    let (x, truth) = melody(&[(60.0, 0.4), (64.0, 0.4), (67.0, 0.4)], 0.2);
+    let on_samples = |skip: bool| {
+        let mut run = Run::new(1, &[]);
+        let mut pos = 0usize;
+        while pos + 256 <= x.len() {
+            if skip && (40..60).contains(&(pos / 256)) {
+                run.frame += 256; // the server's clock runs on; the client is not run
+            } else {
+                run.step(&[&x[pos..pos + 256]], &[]);
+            }
+            pos += 256;
+        }
+        let ons: Vec<u64> = run
+            .events
+            .iter()
+            .filter_map(|e| matches!(e.event.data, rust_engine::EventData::NoteOn { .. }).then_some(e.event.sample))
+            .collect();
+        (ons, run.shared.skipped_periods.load(Ordering::Relaxed))
+    };
+    let (whole, none) = on_samples(false);
+    let (skipped, twenty) = on_samples(true);
+    assert_eq!((none, twenty), (0, 20));
+    assert_eq!(whole.len(), truth.len());
+    assert_eq!(skipped.len(), truth.len(), "{skipped:?}");
+    // The notes after the skip: where they were without it, not 5120 frames early.
+    assert_eq!(&skipped[1..], &whole[1..]);
+}
+
+#[test]
+fn the_midi_clock_keeps_its_count_across_periods_the_server_skipped() {
+    // The transport at 120 BPM (a tick every 1000 frames); 10 periods of 256 skipped.
+    let mut run = Run::new(1, &[]);
+    run.period.set_beat_options(BeatOptions { source: BeatSource::Transport, ..BeatOptions::default() });
+    let block = vec![0.0f32; 256];
+    for i in 0..1000u64 {
+        if !(300..310).contains(&i) {
+            run.period.set_transport(transport_at(run.frame, true));
+            run.step(&[&block], &[]);
+        } else {
+            run.frame += 256;
+        }
+    }
+    let t = ticks(&run);
+    // Every tick from the first beat (24000) to the end (256000), none lost: the ticks
+    // due in the skipped periods come at the start of the first period after them.
+    assert_eq!(t.len() as u64, (256_000 - 24_000) / 1000, "{t:?}");
+    assert!(t.iter().filter(|&&f| f == 310 * 256).count() >= 2, "{t:?}");
+    assert!(t.iter().filter(|&&f| f > 310 * 256).all(|f| f % 1000 == 0), "back on the beat's grid: {t:?}");
 }
