@@ -189,6 +189,7 @@ class OscSender:
         self._last_interval: dict[tuple[int, OscKind], int] = {}
         self._quiet: set[tuple[int, OscKind]] = set()  # streams whose last queued value was silent
         self._coalesced = 0
+        self._last_timetag = 0.0
         self._lock = threading.Lock()  # stats are read from the UI thread
 
     def send_block(self, events: Sequence[Event], timetag: float) -> None:
@@ -238,6 +239,9 @@ class OscSender:
     def _send(self, messages: list[OscMessage], timetag: float) -> None:
         if not messages:
             return
+        # Never back in time: receivers schedule by the stamps, and a held-back value sent
+        # with the wall clock's "now" may come after a period stamped a little ahead of it.
+        timetag = self._last_timetag = max(timetag, self._last_timetag)
         stamp = IMMEDIATELY if self.timetag == "immediate" else timetag
         builder = OscBundleBuilder(stamp)  # type: ignore[arg-type]  # float seconds, as documented
         for message in messages:

@@ -82,6 +82,8 @@ def test_melody_in_gives_midi_osc_and_take_files(jack_server, tmp_path, monkeypa
         player.start(["daw-bridge:in_1"], midi_from="daw-bridge:midi_out")
         assert player.wait_finished(15)
         time.sleep(0.3)
+        # A period the server ran without the player delays the rest of the melody by as much.
+        late_s = player.trouble_since_play()[1] * jack_server.period / SR
     finally:
         out, err = stop_bridge(proc)
         player.close()
@@ -96,7 +98,7 @@ def test_melody_in_gives_midi_osc_and_take_files(jack_server, tmp_path, monkeypa
     assert len([n for n in notes if n[0] == "off"]) == len(ons)
     for (_, frame, _, _), start in zip(ons, starts):
         latency_ms = (frame - (player.start_frame + start)) / SR * 1000
-        assert 0 < latency_ms < 60, latency_ms
+        assert 0 < latency_ms < 60 + late_s * 1000, latency_ms
 
     # OSC: well-formed bundles, timetags in order, notes on and off for every note.
     assert bundles
@@ -123,7 +125,7 @@ def test_melody_in_gives_midi_osc_and_take_files(jack_server, tmp_path, monkeypa
     first = on_times[0]
     for t_on, start in zip(on_times, starts):
         # Relative to the first note: the take places notes at their onsets.
-        assert abs((t_on - first) - (start - starts[0]) / SR) < 0.010
+        assert abs((t_on - first) - (start - starts[0]) / SR) < 0.010 + late_s
     lines = log.read_text().splitlines()
     assert lines and all(line.startswith('{"t"') for line in lines)
     assert "on  C4" in out and "off G4" in out

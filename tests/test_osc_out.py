@@ -258,6 +258,20 @@ def test_a_held_back_value_goes_out_with_a_later_empty_block(
     assert pitches == [(0.0, expected_args(first)), (0.1, expected_args(last))]
 
 
+def test_bundles_are_never_stamped_back_in_time(synth: ModuleType, raw: UdpCapture) -> None:
+    """A held-back value flushed with a "now" behind the last period's stamp (a period
+    stamped a little ahead of the wall clock under load) goes out stamped no earlier."""
+    blocks = [b for b in engine_blocks(synth, melody(synth), seconds=0.5) if b.events]
+    pitched = [b for b in blocks if any(e.kind == "pitch" for e in b.events)][10:12]
+    with OscSender([("127.0.0.1", raw.port)], rate_hz=10.0, silence="stream") as sender:
+        t0 = 1000.02
+        sender.send_block(pitched[0].events, t0)
+        sender.send_block(pitched[1].events, t0)  # held back
+        sender.send_block([], t0 - 0.05)  # the wall clock's now, behind: a new interval
+    wait_for(lambda: len(raw.datagrams) >= 2)
+    assert [round(b.timestamp, 3) for b in raw.bundles()] == [t0, t0]
+
+
 def test_several_inputs_use_numbered_addresses(synth: ModuleType, server: OscServer) -> None:
     one = engine_blocks(synth, melody(synth), seconds=1.0, features=True)
     two = engine_blocks(synth, melody(synth, offset=7), seconds=1.0, features=True)
