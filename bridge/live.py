@@ -414,6 +414,7 @@ class LiveRunner:
                 dsp_load=self._stats.get("dsp_load", 0.0),
                 xruns=self._stats.get("xruns", 0),
                 skipped_periods=self._stats.get("skipped_periods", 0),
+                dropouts=self._stats.get("dropouts", 0),
                 dropped_events=self._stats.get("dropped_events", 0),
                 latency_ms=latency,
                 connections=list(self._connections),
@@ -890,9 +891,11 @@ def _note_line(k: int, kind: str, note: int, velocity: int, t: float) -> str:
 
 
 def _xrun_summary(snap: Snapshot) -> str:
-    """"3 xruns", and the periods the server skipped the bridge for when there were any."""
+    """"3 xruns", and the periods the server skipped the bridge for and the dropouts
+    it heard, when there were any."""
     skipped = f", {snap.skipped_periods} periods skipped" if snap.skipped_periods else ""
-    return f"{snap.xruns} xruns{skipped}"
+    dropouts = f", {snap.dropouts} dropouts" if snap.dropouts else ""
+    return f"{snap.xruns} xruns{skipped}{dropouts}"
 
 
 def _drain_lines(lines: queue.SimpleQueue[str]) -> None:

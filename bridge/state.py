@@ -65,6 +65,8 @@ class Snapshot:
     xruns: int
     skipped_periods: int
     """Periods the server ran without the bridge: audio it never saw (PipeWire reports no xrun)."""
+    dropouts: int
+    """Holes of digital silence inside an input's sound: a client upstream late on PipeWire."""
     dropped_events: int
     latency_ms: float | None
     connections: list[tuple[str, str]]

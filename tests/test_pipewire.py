@@ -135,9 +135,10 @@ def play(
 
 
 def periods_skipped(text: str) -> int:
-    """The periods the bridge says, as it stops, the server ran without it."""
-    found = re.search(r"(\d+) periods skipped", text)
-    return int(found.group(1)) if found else 0
+    """The periods the bridge says, as it stops, the server ran without it, and the
+    dropouts it heard (a late client upstream whose port stayed silent)."""
+    found = [re.search(rf"(\d+) {what}", text) for what in ("periods skipped", "dropouts")]
+    return sum(int(f.group(1)) for f in found if f)
 
 
 T = TypeVar("T")
@@ -147,8 +148,9 @@ def once_more_if_skipped(attempt: Callable[[], tuple[T, int]], check: Callable[[
     """Runs `attempt` and `check`s what it gives back with the periods the
     server skipped the player or the bridge for. PipeWire runs the graph on
     without a client that is late (a busy machine, or a vCPU the host did not
-    run) and tells no one but that client's frame clock: the audio of those
-    periods never reached the bridge whole. Only then, a failed check is said
+    run) and tells no one but that client's frame clock, or, when the late
+    client is the player, the bridge's ear (a dropout: a hole of exact zeros
+    inside a note): the audio of those periods never reached the bridge whole. Only then, a failed check is said
     and the attempt made once more; a wrong result with nothing skipped fails."""
     result, skipped = attempt()
     try:

@@ -62,6 +62,7 @@ def snapshot(inputs: int = 1) -> Snapshot:
         dsp_load=4.2,
         xruns=0,
         skipped_periods=0,
+        dropouts=0,
         dropped_events=0,
         latency_ms=11.3,
         connections=[(f"ardour:Master/audio_out {k + 1}", f"daw-bridge:in_{k + 1}") for k in range(inputs)],

@@ -264,6 +264,7 @@ class BridgeApp(App[None]):
                 "xruns ",
                 (str(snap.xruns), "bold $text-error" if snap.xruns else ""),
                 (f" +{snap.skipped_periods} skipped", "bold $text-error") if snap.skipped_periods else "",
+                (f" +{snap.dropouts} dropouts", "bold $text-error") if snap.dropouts else "",
                 " · latency ",
                 (latency, "$text-accent"),
             ),

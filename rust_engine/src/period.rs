@@ -71,6 +71,42 @@ impl FrameClock {
     }
 }
 
+/// Holes of digital silence in one input's sound, one period after another.
+///
+/// A client upstream of the bridge that is late on PipeWire leaves its port
+/// silent for that period, and nobody's frame clock jumps: the bridge hears a
+/// run of exact zeros inside a note, which no instrument plays. Counting them
+/// tells such a dropout from a wrong analysis.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DropoutWatch {
+    /// The last period ended in sound.
+    tail_loud: bool,
+    /// Frames of exact zeros since that sound, if any.
+    hole: u32,
+}
+
+/// Level (peak of the 16 samples at an edge) that counts as sound around a hole: -60 dBFS.
+const EDGE_LOUD: f32 = 1e-3;
+
+impl DropoutWatch {
+    /// Takes the next period of the input; true when it ends a hole of at most
+    /// `max_hole` frames between sound and sound.
+    pub fn step(&mut self, block: &[f32], max_hole: u32) -> bool {
+        let loud = |edge: &[f32]| edge.iter().any(|x| x.abs() > EDGE_LOUD);
+        if block.iter().all(|&x| x == 0.0) {
+            if self.tail_loud || self.hole > 0 {
+                self.hole = self.hole.saturating_add(block.len() as u32);
+            }
+            self.tail_loud = false;
+            return false;
+        }
+        let dropout = self.hole > 0 && self.hole <= max_hole && loud(&block[..block.len().min(16)]);
+        self.hole = 0;
+        self.tail_loud = loud(&block[block.len().saturating_sub(16)..]);
+        dropout
+    }
+}
+
 /// Requests from the control thread to the process callback.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ControlMsg {
@@ -133,6 +169,10 @@ pub struct BeatOptions {
 /// Most inputs one client takes; input k plays on MIDI channel (k - 1) % 16.
 pub const MAX_INPUTS: usize = 64;
 
+/// Longest hole of digital silence inside sound counted as a dropout: a
+/// period or two at PipeWire's quanta; a longer one may be the music's own.
+const MAX_DROPOUT_MS: u32 = 25;
+
 /// Most transport beats a gap in this client's periods may hold before it counts
 /// as a relocation, whose passed beats are not sent late.
 const LATE_BEATS: u64 = 2;
@@ -148,6 +188,8 @@ pub struct Shared {
     pub xruns: AtomicU64,
     /// Periods the server ran without this client (see [`FrameClock`]).
     pub skipped_periods: AtomicU64,
+    /// Holes of digital silence inside an input's sound (see [`DropoutWatch`]).
+    pub dropouts: AtomicU64,
     pub cycles: AtomicU64,
     /// Events the consumer was too slow to take (ring full).
     pub dropped: AtomicU64,
@@ -171,6 +213,7 @@ impl Shared {
         Self {
             xruns: AtomicU64::new(0),
             skipped_periods: AtomicU64::new(0),
+            dropouts: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             midi_lost: AtomicU64::new(0),
@@ -220,6 +263,7 @@ pub struct Period {
     /// has a reader, or with the first new note-on, whichever comes first.
     owed_offs: Vec<(u8, u8)>,
     clock: FrameClock,
+    dropouts: Vec<DropoutWatch>,
     shared: std::sync::Arc<Shared>,
     beat: BeatOptions,
     midi_clock: MidiClock,
@@ -262,6 +306,7 @@ impl Period {
             finished: false,
             owed_offs,
             clock: FrameClock::default(),
+            dropouts: vec![DropoutWatch::default(); inputs],
             shared,
             beat: BeatOptions::default(),
             midi_clock: MidiClock::new(ClockConfig::default()),
@@ -409,6 +454,9 @@ impl Period {
             let start = self.engines[k].position();
             self.events.clear();
             let samples = input(k);
+            if self.dropouts[k].step(samples, MAX_DROPOUT_MS * self.sample_rate / 1000) {
+                self.shared.dropouts.fetch_add(1, Ordering::Relaxed);
+            }
             // JACK never hands more than MAX_BLOCK frames; the error is unreachable.
             let _ = self.engines[k].process(&samples[..samples.len().min(MAX_BLOCK)], &mut self.events);
             for i in 0..self.events.len() {

@@ -656,6 +656,7 @@ impl PyLiveBridge {
         let d = PyDict::new(py);
         d.set_item("xruns", s.xruns.load(Relaxed))?;
         d.set_item("skipped_periods", s.skipped_periods.load(Relaxed))?;
+        d.set_item("dropouts", s.dropouts.load(Relaxed))?;
         d.set_item("cycles", s.cycles.load(Relaxed))?;
         d.set_item("dropped_events", s.dropped.load(Relaxed))?;
         d.set_item("midi_lost", s.midi_lost.load(Relaxed))?;

@@ -452,3 +452,18 @@ fn the_midi_clock_keeps_its_count_across_periods_the_server_skipped() {
     assert!(t.iter().filter(|&&f| f == 310 * 256).count() >= 2, "{t:?}");
     assert!(t.iter().filter(|&&f| f > 310 * 256).all(|f| f % 1000 == 0), "back on the beat's grid: {t:?}");
 }
+
+#[test]
+fn a_hole_of_zeros_inside_a_note_is_a_dropout_and_the_melodys_own_gaps_are_not() {
+    // The melody's notes end with a fade and 150 ms of silence between them: no dropout.
+    let x = melody_of(&[60.0, 64.0, 67.0]);
+    let mut run = Run::new(1, &[]);
+    run.play(std::slice::from_ref(&x), &[256]);
+    assert_eq!(run.shared.dropouts.load(Ordering::Relaxed), 0);
+    // One period of zeros in the middle of the first note, as a late player leaves on PipeWire.
+    let mut holed = x;
+    holed[38 * 256..39 * 256].fill(0.0);
+    let mut run = Run::new(1, &[]);
+    run.play(&[holed], &[256]);
+    assert_eq!(run.shared.dropouts.load(Ordering::Relaxed), 1);
+}
