@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import rust_engine
 
-WRAP = 1 << 32  # JACK frame times are unsigned 32-bit
+from bridge.player import frame_ahead
 
 
 def frame_player(name: str, outputs: int = 1) -> rust_engine.Player:
@@ -32,7 +32,7 @@ def frame_player(name: str, outputs: int = 1) -> rust_engine.Player:
 
 def play_locked(player: rust_engine.Player, signal: np.ndarray, lead_s: float = 0.5, loop: bool = False) -> int:
     """Starts `signal` `lead_s` from now, locked to frame time; returns the frame of its first sample."""
-    start = (player.frame_time() + int(lead_s * player.sample_rate)) % WRAP
+    start = frame_ahead(player, lead_s)
     player.play(signal, loop=loop, at_frame=start)
     return start
 

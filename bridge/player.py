@@ -54,6 +54,12 @@ ON_TIME_LEAD_S = 0.2
 """How far ahead an on-time play starts: its request must reach the callback first."""
 
 
+def frame_ahead(engine: rust_engine.Player, lead_s: float) -> int:
+    """The JACK frame time `lead_s` from now (frame times wrap at 2**32): where a play
+    locked to the frame clock can start."""
+    return (engine.frame_time() + int(lead_s * engine.sample_rate)) % 2**32
+
+
 class Player:
     """A `rust_engine.Player` with one audio output `out` and one MIDI input `midi_in`,
     given the audio it plays up front.
@@ -144,7 +150,7 @@ class Player:
         if loop is not None:
             self._loop = loop
         self._trouble_at_play = self._trouble()
-        at = (self.engine.frame_time() + int(ON_TIME_LEAD_S * self.sample_rate)) % 2**32 if on_time else None
+        at = frame_ahead(self.engine, ON_TIME_LEAD_S) if on_time else None
         try:
             self.engine.play(self._audio, loop=self._loop, at_frame=at)
         except RuntimeError as e:

@@ -69,6 +69,22 @@ def stop_bridge(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
+def play_through(proc: subprocess.Popen[str], name: str, audio: np.ndarray,
+                 midi_from: str = "daw-bridge:midi_out") -> tuple[Player, str]:
+    """Plays `audio` into the bridge `proc` from a player `name` that records `midi_from`,
+    then stops the bridge and closes the player; returns the player (its MIDI kept) and
+    the bridge's stderr."""
+    player = Player(name, audio)
+    try:
+        player.start(["daw-bridge:in_1"], midi_from=midi_from)
+        assert player.wait_finished(15)
+        time.sleep(0.3)
+    finally:
+        _, err = stop_bridge(proc)
+        player.close()
+    return player, err
+
+
 def test_melody_in_gives_midi_osc_and_take_files(jack_server, tmp_path, monkeypatch):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     osc = UdpCapture()
@@ -219,14 +235,7 @@ def test_rtmidi_virtual_port_carries_the_notes(jack_server, monkeypatch):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     proc = start_bridge(jack_server, "--midi-port", "virtual")
     audio, _ = melody_audio([62, 69])
-    player = Player("test-player-rtmidi", audio)
-    try:
-        player.start(["daw-bridge:in_1"], midi_from="daw-bridge-rtmidi:midi_out")
-        assert player.wait_finished(15)
-        time.sleep(0.3)
-    finally:
-        stop_bridge(proc)
-        player.close()
+    player, _ = play_through(proc, "test-player-rtmidi", audio, "daw-bridge-rtmidi:midi_out")
     notes = player.notes()
     assert notes == [("on", 62), ("off", 62), ("on", 69), ("off", 69)]
 
@@ -271,14 +280,7 @@ def test_run_reads_notes_against_tuning_and_scale_and_the_take_keeps_the_bends(j
     gap = np.zeros(int(0.2 * SR), np.float32)
     # D#4 + 45 cents (of 432 Hz) lies between D4 and E4, well clear of the half-way boundary.
     audio = np.concatenate([gap, harmonic(69 + flat, 0.5), gap, harmonic(63.45 + flat, 0.5), gap])
-    player = Player("test-player-tuning", audio)
-    try:
-        player.start(["daw-bridge:in_1"], midi_from="daw-bridge:midi_out")
-        assert player.wait_finished(15)
-        time.sleep(0.3)
-    finally:
-        _, err = stop_bridge(proc)
-        player.close()
+    player, err = play_through(proc, "test-player-tuning", audio)
     got = [(n[0], n[3]) for n in note_messages(player.midi)]
     assert got == [("on", 69), ("off", 69), ("on", 64), ("off", 64)], (got, err)
     jack_bends = [(m[2] << 7 | m[1]) - 8192 for _, m in player.midi if m[0] == 0xE0]

@@ -135,6 +135,11 @@ impl MidiClock {
         self.locked
     }
 
+    /// The length of a tick at the present tempo, in samples (0 before the first beat).
+    pub fn tick_length(&self) -> f64 {
+        self.period
+    }
+
     /// The tempo the ticks follow, in BPM at `sample_rate` (0 before the first beat).
     pub fn bpm(&self, sample_rate: u32) -> f64 {
         if self.period > 0.0 {

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::analyzer::Analyzer;
-use crate::clock::{ClockConfig, MidiClock, STOP};
+use crate::clock::{ClockConfig, MidiClock, CLOCK, STOP, TICKS_PER_BEAT};
 use crate::config::{EngineConfig, LiveParam, MAX_BLOCK};
 use crate::error::ConfigError;
 use crate::event::{Event, EventData};
@@ -310,7 +310,10 @@ impl Period {
             shared,
             beat: BeatOptions::default(),
             midi_clock: MidiClock::new(ClockConfig::default()),
-            clock_out: Vec::with_capacity(MidiClock::max_messages(MAX_BLOCK, cfg.sample_rate, cfg.beat.max_bpm) + 2),
+            // A period's own messages, and a beat of ticks late from skipped periods (`clock_to`).
+            clock_out: Vec::with_capacity(
+                MidiClock::max_messages(MAX_BLOCK, cfg.sample_rate, cfg.beat.max_bpm) + TICKS_PER_BEAT as usize + 2,
+            ),
             transport: Transport::default(),
             transport_bpm: 0.0,
             transport_next: None,
@@ -345,10 +348,18 @@ impl Period {
     }
 
     /// Writes the clock's messages before engine position `to` into `clock_out`.
+    /// Ticks that fell in periods the server skipped come at `start`, up to a beat of
+    /// them: older ones are counted but not sent, as a burst of more would read as a
+    /// tempo jump (after a long stall, e.g. a server stopped for seconds).
     fn clock_to(&mut self, start: u64, frames: u32, to: u64) {
         let (clock_out, last) = (&mut self.clock_out, frames.max(1) - 1);
         let shared = &self.shared;
+        let per_beat = self.midi_clock.tick_length() * TICKS_PER_BEAT as f64;
+        let oldest = start.saturating_sub(per_beat.ceil() as u64);
         self.midi_clock.advance(to, |at, byte| {
+            if byte == CLOCK && at < oldest {
+                return;
+            }
             if clock_out.len() < clock_out.capacity() {
                 let offset = (at.saturating_sub(start)).min(last as u64) as u32;
                 let seq = clock_out.len() as u32;

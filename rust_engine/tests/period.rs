@@ -467,3 +467,28 @@ fn a_hole_of_zeros_inside_a_note_is_a_dropout_and_the_melodys_own_gaps_are_not()
     run.play(&[holed], &[256]);
     assert_eq!(run.shared.dropouts.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn after_a_long_stall_the_clock_sends_at_most_a_beat_of_late_ticks() {
+    // The transport at 120 BPM (24 ticks a beat, one every 1000 frames); the server
+    // runs 400 periods of 256 (102400 frames, over four beats) without the client. A
+    // clock that stops on loss would stop there; this one runs on.
+    let mut run = Run::new(1, &[]);
+    let clock = rust_engine::clock::ClockConfig { stop_on_loss: false };
+    run.period.set_beat_options(BeatOptions { source: BeatSource::Transport, clock, ..BeatOptions::default() });
+    let block = vec![0.0f32; 256];
+    for i in 0..1200u64 {
+        if !(300..700).contains(&i) {
+            run.period.set_transport(transport_at(run.frame, true));
+            run.step(&[&block], &[]);
+        } else {
+            run.frame += 256;
+        }
+    }
+    let t = ticks(&run);
+    let burst = t.iter().filter(|&&f| f == 700 * 256).count();
+    let near: Vec<_> = run.clocked.iter().filter(|c| (70_000..190_000).contains(&c.0)).collect();
+    assert!((20..=25).contains(&burst), "a beat of late ticks at most, got {burst}: {near:?}");
+    assert_eq!(run.shared.midi_lost.load(Ordering::Relaxed), 0);
+    assert!(t.iter().filter(|&&f| f > 700 * 256).all(|f| f % 1000 == 0), "back on the beat's grid: {t:?}");
+}
