@@ -431,20 +431,26 @@ fn after_periods_the_server_skipped_notes_keep_their_place_in_the_session() {
     assert_eq!(&skipped[1..], &whole[1..]);
 }
 
+/// `periods` periods of 256 frames of silence with the transport rolling, but for those
+/// in `skipped`, which the server runs without the client.
+fn roll_silence(run: &mut Run, periods: u64, skipped: std::ops::Range<u64>) {
+    let block = vec![0.0f32; 256];
+    for i in 0..periods {
+        if skipped.contains(&i) {
+            run.frame += 256;
+        } else {
+            run.period.set_transport(transport_at(run.frame, true));
+            run.step(&[&block], &[]);
+        }
+    }
+}
+
 #[test]
 fn the_midi_clock_keeps_its_count_across_periods_the_server_skipped() {
     // The transport at 120 BPM (a tick every 1000 frames); 10 periods of 256 skipped.
     let mut run = Run::new(1, &[]);
     run.period.set_beat_options(BeatOptions { source: BeatSource::Transport, ..BeatOptions::default() });
-    let block = vec![0.0f32; 256];
-    for i in 0..1000u64 {
-        if !(300..310).contains(&i) {
-            run.period.set_transport(transport_at(run.frame, true));
-            run.step(&[&block], &[]);
-        } else {
-            run.frame += 256;
-        }
-    }
+    roll_silence(&mut run, 1000, 300..310);
     let t = ticks(&run);
     // Every tick from the first beat (24000) to the end (256000), none lost: the ticks
     // due in the skipped periods come at the start of the first period after them.
@@ -476,15 +482,7 @@ fn after_a_long_stall_the_clock_sends_at_most_a_beat_of_late_ticks() {
     let mut run = Run::new(1, &[]);
     let clock = rust_engine::clock::ClockConfig { stop_on_loss: false };
     run.period.set_beat_options(BeatOptions { source: BeatSource::Transport, clock, ..BeatOptions::default() });
-    let block = vec![0.0f32; 256];
-    for i in 0..1200u64 {
-        if !(300..700).contains(&i) {
-            run.period.set_transport(transport_at(run.frame, true));
-            run.step(&[&block], &[]);
-        } else {
-            run.frame += 256;
-        }
-    }
+    roll_silence(&mut run, 1200, 300..700);
     let t = ticks(&run);
     let burst = t.iter().filter(|&&f| f == 700 * 256).count();
     let near: Vec<_> = run.clocked.iter().filter(|c| (70_000..190_000).contains(&c.0)).collect();
